@@ -33,6 +33,7 @@ __all__ = [
     "row_output_length",
     "row_primitive",
     "row_macs",
+    "row_macs_per_element",
 ]
 
 PHASES = ("ff", "bp", "wg")
@@ -421,3 +422,19 @@ def row_macs(phase, a, b, stride, pad, out_len=None, mask=None):
     if mask is not None:
         effectual &= mask[o_index] != 0
     return int(a_index.size), int(np.count_nonzero(effectual))
+
+
+def row_macs_per_element(phase, a, b, stride, pad, out_len=None, mask=None):
+    """Per streamed element ``a[i]``: ``(dense_macs[i], effectual_macs[i])`` as arrays.
+
+    ``dense_macs[i]`` counts the MACs of the dense primitive that ``a[i]``
+    takes part in; ``effectual_macs[i]`` those that are effectual. Summed,
+    they give :func:`row_macs`.
+    """
+    a, b, out_len, mask, (a_index, b_index, o_index) = _row_setup(
+        phase, a, b, stride, pad, out_len, mask)
+    effectual = (a[a_index] != 0) & (b[b_index] != 0)
+    if mask is not None:
+        effectual &= mask[o_index] != 0
+    dense = np.bincount(a_index, minlength=a.size)
+    return dense, np.bincount(a_index[effectual], minlength=a.size)

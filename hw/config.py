@@ -1,0 +1,177 @@
+"""The one configuration object of the accelerator, with named presets.
+
+The same :class:`AccelConfig` builds the hardware, names the build folder,
+feeds the golden model's number formats and the host software's constants,
+and is written as JSON next to the Verilog. Nothing re-derives a width or a
+depth by hand anywhere else.
+
+This module imports nothing from Amaranth, so the compiler, the host driver
+and the reports can use it without pulling in the hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+__all__ = ["AccelConfig", "PRESETS", "preset", "PHASE_CODES"]
+
+# Encoding of the convolution phase in task descriptors (hardware and host agree).
+PHASE_CODES = {"ff": 0, "bp": 1, "wg": 2}
+
+
+def _bits_for(value):
+    """Bits of an unsigned number that holds 0..value."""
+    return max(int(value).bit_length(), 1)
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """Every hardware parameter of the accelerator.
+
+    Parameters
+    ----------
+    data_width : int
+        Bits of a signed operand (activations, weights, gradients).
+    acc_width : int
+        Bits of a signed partial sum; at least ``2 * data_width`` so one
+        product fits. Sums saturate at this width and set a sticky flag.
+    lanes : int
+        MACs a PE issues per cycle (all on the same streamed element).
+    max_kernel : int
+        Largest kernel width S (and height R) a PE supports.
+    max_stride : int
+        Largest stride U.
+    max_pad : int
+        Largest zero padding P.
+    max_row : int
+        Longest row a PE holds: input width W, output width F, and the
+        stationary input row of WG.
+    queue_depth : int
+        Entries of the PE's element queue between accepting a streamed
+        element and issuing its MACs. It lets the PE accept (and drop)
+        elements whose window has no effectual MAC while it still issues
+        MACs of earlier ones.
+    counter_width : int
+        Bits of the performance counters.
+    pe_rows, pe_cols : int
+        Size of the PE array.
+    """
+
+    data_width: int = 16
+    acc_width: int = 48
+    lanes: int = 1
+    max_kernel: int = 11
+    max_stride: int = 4
+    max_pad: int = 5
+    max_row: int = 64
+    queue_depth: int = 4
+    counter_width: int = 48
+    pe_rows: int = 4
+    pe_cols: int = 4
+
+    def __post_init__(self):
+        _check_int("data_width", self.data_width, 2, 32)
+        _check_int("acc_width", self.acc_width, 4, 64)
+        if self.acc_width < 2 * self.data_width:
+            raise ValueError(
+                f"acc_width must be at least 2 * data_width = {2 * self.data_width} "
+                f"so a product fits, not {self.acc_width!r}")
+        _check_int("max_kernel", self.max_kernel, 1, 32)
+        _check_int("lanes", self.lanes, 1, self.max_kernel)
+        _check_int("max_stride", self.max_stride, 1, 8)
+        _check_int("max_pad", self.max_pad, 0, self.max_kernel - 1 if self.max_kernel > 1 else 0)
+        _check_int("max_row", self.max_row, self.max_kernel, 1024)
+        _check_int("queue_depth", self.queue_depth, 1, 64)
+        _check_int("counter_width", self.counter_width, 16, 64)
+        _check_int("pe_rows", self.pe_rows, 1, 64)
+        _check_int("pe_cols", self.pe_cols, 1, 64)
+
+    # -- derived widths, used by the hardware and the host alike --------------
+
+    @property
+    def index_width(self):
+        """Bits of an element index or a row length (0..max_row)."""
+        return _bits_for(self.max_row)
+
+    @property
+    def kernel_width(self):
+        """Bits of a kernel width field (0..max_kernel)."""
+        return _bits_for(self.max_kernel)
+
+    @property
+    def stride_width(self):
+        return _bits_for(self.max_stride)
+
+    @property
+    def pad_width(self):
+        return _bits_for(self.max_pad)
+
+    @property
+    def data_min(self):
+        return -(1 << (self.data_width - 1))
+
+    @property
+    def data_max(self):
+        return (1 << (self.data_width - 1)) - 1
+
+    @property
+    def acc_min(self):
+        return -(1 << (self.acc_width - 1))
+
+    @property
+    def acc_max(self):
+        return (1 << (self.acc_width - 1)) - 1
+
+    @property
+    def name(self):
+        """A folder name that identifies the configuration (the preset name if it is one)."""
+        for preset_name, config in PRESETS.items():
+            if config == self:
+                return preset_name
+        fields = "-".join(f"{f.name}{getattr(self, f.name)}" for f in dataclasses.fields(self)
+                          if getattr(self, f.name) != f.default)
+        return f"custom-{fields}"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def to_json(self):
+        return json.dumps({"name": self.name, **self.to_dict()}, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        values.pop("name", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration field(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS = {
+    # Fast tests: short rows, one lane, a 2x2 array.
+    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2),
+    # Two lanes per PE.
+    "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
+    "default": AccelConfig(),
+}
+
+
+def preset(name):
+    """The preset called ``name``; a ValueError lists the known ones."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"config preset must be one of {', '.join(PRESETS)}, not {name!r}")
+    return PRESETS[name]

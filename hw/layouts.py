@@ -1,0 +1,83 @@
+"""Payload layouts of the PE's streams, derived from one :class:`~hw.config.AccelConfig`.
+
+The host side (drivers, test benches) packs and unpacks these same layouts,
+so a field's position is never written down twice.
+"""
+
+from amaranth import signed, unsigned
+from amaranth.lib import data, enum
+
+from .config import PHASE_CODES
+
+__all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout"]
+
+
+class Phase(enum.Enum, shape=2):
+    """Convolution phase of a row primitive (SPEC section 2)."""
+    FF = PHASE_CODES["ff"]
+    BP = PHASE_CODES["bp"]
+    WG = PHASE_CODES["wg"]
+
+
+def task_layout(config):
+    """One row primitive: its geometry, its stationary row and the BP output mask.
+
+    ``kernel`` (S), ``in_width`` (W) and ``out_width`` (F) describe the layer
+    row; the streamed row has length W (FF) or F (BP, WG) and the output row
+    F (FF), W (BP) or S (WG). ``stationary`` holds the filter row (FF, BP) or
+    the input row (WG) from index 0. ``mask`` bit ``h`` enables output ``h``
+    (BP only). ``row_last`` marks the last primitive into the output row: the
+    row is drained after it. ``empty`` marks a primitive without streamed
+    elements (it only carries ``row_last``).
+    """
+    return data.StructLayout({
+        "phase": Phase,
+        "dense": unsigned(1),
+        "empty": unsigned(1),
+        "row_last": unsigned(1),
+        "stride": unsigned(config.stride_width),
+        "pad": unsigned(config.pad_width),
+        "kernel": unsigned(config.kernel_width),
+        "in_width": unsigned(config.index_width),
+        "out_width": unsigned(config.index_width),
+        "mask": unsigned(config.max_row),
+        "stationary": data.ArrayLayout(signed(config.data_width), config.max_row),
+    })
+
+
+def element_layout(config):
+    """One streamed element: its value, its index in the row, and the end of the primitive."""
+    return data.StructLayout({
+        "value": signed(config.data_width),
+        "index": unsigned(config.index_width),
+        "last": unsigned(1),
+    })
+
+
+def result_layout(config):
+    """One output of a drained row, in order; ``last`` marks the row's final output."""
+    return data.StructLayout({
+        "value": signed(config.acc_width),
+        "last": unsigned(1),
+    })
+
+
+def window_layout(config):
+    """A streamed element with its decoded window of ``max_kernel`` slots.
+
+    Slot ``j`` pairs the element with stationary operand ``operand[j]`` into
+    output ``target[j]``. ``issue`` marks the slots that cost a MAC cycle,
+    ``write`` those whose product may reach the output (not masked), and
+    ``effectual`` those with two nonzero operands and an unmasked output.
+    """
+    slots = config.max_kernel
+    return data.StructLayout({
+        "value": signed(config.data_width),
+        "issue": unsigned(slots),
+        "write": unsigned(slots),
+        "effectual": unsigned(slots),
+        "operand": data.ArrayLayout(signed(config.data_width), slots),
+        "target": data.ArrayLayout(unsigned(config.index_width), slots),
+        "row_last": unsigned(1),
+        "out_len": unsigned(config.index_width),
+    })

@@ -1,0 +1,317 @@
+"""Sparse-aware PE: one 1-D row-convolution engine for FF, BP and WG.
+
+Four stages, each decoupled from the next so that sparse work flows without
+bubbles (SPEC section 5):
+
+1. **Accept.** A task (one row primitive: geometry, stationary row, BP mask)
+   is held while its streamed elements arrive as (value, index) pairs. Each
+   element's window is decoded (:class:`~hw.window.WindowDecoder`); an
+   element without any MAC to issue is dropped on the spot, so it costs no
+   issue cycle. The next task is taken in the cycle the current one ends.
+2. **Queue.** Decoded elements wait in a ``queue_depth``-entry FIFO; it lets
+   the accept stage run ahead (and drop empty elements) while the issue stage
+   is busy with an element that has several MACs.
+3. **Issue.** Each cycle, ``lanes`` leading-one pickers take the lowest set
+   bits of the current element's issue bitmap and start one MAC each. The
+   next element is taken in the cycle the bitmap empties.
+4. **Accumulate and drain.** Products add into one of two partial-sum banks
+   (a register file of ``max_row`` entries each), exactly, saturating at
+   ``acc_width`` with a sticky flag. When an output row is complete its bank
+   is drained through ``result`` while the next row accumulates into the
+   other bank, so the drain is paid once per output row and overlaps work.
+
+Cycle cost with streams at full rate: one cycle per ``lanes`` issued MACs of
+an element, plus the overhead documented in :func:`overhead_bound`.
+"""
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import Phase, element_layout, result_layout, task_layout, window_layout
+from .window import WindowDecoder
+
+__all__ = ["SparsePE", "LATENCY", "STARTUP_CYCLES", "overhead_bound"]
+
+# Cycles from accepting an element to issuing its first MAC (queue empty):
+# accept -> queue -> issue register.
+LATENCY = 2
+# Cycles from the first task offered to its first MAC: task register, then LATENCY.
+STARTUP_CYCLES = 1 + LATENCY
+
+
+def overhead_bound(rows):
+    """Most non-issue cycles of a PE run with streams at full rate.
+
+    ``rows`` lists each output row of the run, in order, as ``(issue_cycles,
+    out_len, dropped_elements)``: the row's issue cycles (the sum over its
+    streamed elements of ``ceil(issued MACs / lanes)``), its length and how
+    many of its streamed elements have no MAC to issue. The run takes at most
+    ``sum(issue_cycles) + overhead_bound(rows)`` cycles from the first task
+    offered to the last output accepted. The overhead is:
+
+    - ``STARTUP_CYCLES`` once;
+    - per output row, 2 cycles: its end marker (when the row's last element
+      had no MAC) and an empty task's accept cycle;
+    - per dropped element, at most one cycle: the accept stage takes one
+      element per cycle, so a run of dropped elements longer than the queued
+      work can leave the issue stage waiting;
+    - per output row, the part of the previous row's drain (``out_len + 1``
+      cycles) that its own issue cycles do not cover: a row only waits for a
+      bank when rows are shorter than their drains;
+    - the drain of the last row, ``out_len + 1`` cycles, plus 2 (MAC pipeline
+      and drain start).
+    """
+    overhead = STARTUP_CYCLES
+    previous_drain = 0
+    for issue_cycles, out_len, dropped in rows:
+        overhead += 2 + dropped + max(0, previous_drain - issue_cycles)
+        previous_drain = out_len + 1
+    return overhead + previous_drain + 2
+
+
+class SparsePE(wiring.Component):
+    """1-D row-convolution PE that issues only effectual MACs (or all, in dense mode).
+
+    Parameters
+    ----------
+    config : AccelConfig
+
+    Attributes
+    ----------
+    task : In(stream.Signature(task_layout))
+        Row primitives, in order; all primitives into one output row are
+        consecutive and the last one has ``row_last`` set.
+    operand : In(stream.Signature(element_layout))
+        The streamed elements of each non-empty task, the last one with
+        ``last`` set. In sparse mode only the nonzero elements; in dense mode
+        all of them.
+    result : Out(stream.Signature(result_layout))
+        Each completed output row, ``out_len`` values in order.
+    busy_cycles : Out
+        Cycles in which the issue stage issued at least one MAC.
+    stall_cycles : Out
+        Cycles in which the PE held work but issued no MAC: pipeline fill,
+        row-end markers, waiting for operands or for a bank to drain, the
+        final drain, result backpressure.
+    issued_macs, effectual_macs : Out
+        MACs issued, and how many of them had two nonzero operands and an
+        unmasked output.
+    saturated : Out
+        Sticky: a partial sum left the ``acc_width`` range and was clipped.
+    idle : Out
+        No task, element, MAC or output row is in flight.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        counter = unsigned(config.counter_width)
+        super().__init__({
+            "task": In(stream.Signature(task_layout(config))),
+            "operand": In(stream.Signature(element_layout(config))),
+            "result": Out(stream.Signature(result_layout(config))),
+            "busy_cycles": Out(counter),
+            "stall_cycles": Out(counter),
+            "issued_macs": Out(counter),
+            "effectual_macs": Out(counter),
+            "saturated": Out(1),
+            "idle": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    @property
+    def latency(self):
+        """Cycles from accepting an element to issuing its first MAC (queue empty)."""
+        return LATENCY
+
+    def elaborate(self, platform):
+        config = self._config
+        slots, lanes = config.max_kernel, config.lanes
+        m = Module()
+
+        # -- accept ----------------------------------------------------------
+        m.submodules.window = decoder = WindowDecoder(config)
+        layout = window_layout(config)
+        m.submodules.queue = queue = fifo.SyncFIFO(width=layout.size, depth=config.queue_depth)
+
+        task_valid = Signal()
+        task = Signal(task_layout(config))
+        element = self.operand.payload
+        m.d.comb += [
+            decoder.task.eq(task),
+            decoder.value.eq(element.value),
+            decoder.index.eq(element.index),
+        ]
+        out_len = Signal(unsigned(config.index_width))
+        with m.Switch(task.phase):
+            with m.Case(Phase.FF):
+                m.d.comb += out_len.eq(task.out_width)
+            with m.Case(Phase.BP):
+                m.d.comb += out_len.eq(task.in_width)
+            with m.Default():
+                m.d.comb += out_len.eq(task.kernel)
+
+        ends_row = Signal()        # this element (or empty task) closes the output row
+        pushed = Signal(layout)
+        m.d.comb += [
+            ends_row.eq(task.row_last & (task.empty | element.last)),
+            pushed.eq(decoder.window),
+            pushed.row_last.eq(ends_row),
+            pushed.out_len.eq(out_len),
+        ]
+        with m.If(task.empty):
+            # A row-end marker: no MAC, only the hand-off of the row.
+            m.d.comb += [pushed.issue.eq(0), pushed.write.eq(0), pushed.effectual.eq(0)]
+
+        needs_push = Signal()
+        m.d.comb += needs_push.eq((decoder.window.issue != 0) | ends_row)
+        element_accepted = Signal()
+        empty_task_done = Signal()
+        m.d.comb += [
+            self.operand.ready.eq(task_valid & ~task.empty & (queue.w_rdy | ~needs_push)),
+            element_accepted.eq(self.operand.valid & self.operand.ready),
+            empty_task_done.eq(task_valid & task.empty & (queue.w_rdy | ~task.row_last)),
+            queue.w_data.eq(pushed),
+            queue.w_en.eq((element_accepted & needs_push)
+                          | (task_valid & task.empty & task.row_last)),
+        ]
+        task_done = (element_accepted & element.last) | empty_task_done
+        m.d.comb += self.task.ready.eq(~task_valid | task_done)
+        with m.If(self.task.valid & self.task.ready):
+            m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
+        with m.Elif(task_done):
+            m.d.sync += task_valid.eq(0)
+
+        # -- issue -----------------------------------------------------------
+        current_valid = Signal()
+        current = Signal(layout)
+        remaining = Signal(slots)         # issue bits not yet picked
+        issue_bank = Signal()             # the psum bank this row accumulates into
+        bank_full = Signal(2)             # bank holds a finished row not yet drained
+        bank_len = Array(Signal(unsigned(config.index_width), name=f"bank_len_{b}")
+                         for b in range(2))
+
+        blocked = bank_full.bit_select(issue_bank, 1)
+        working = Signal()
+        m.d.comb += working.eq(current_valid & ~blocked)
+
+        # Leading-one pickers: lane l takes the l-th lowest set bit.
+        pick_valid = [Signal(name=f"pick_valid_{l}") for l in range(lanes)]
+        pick_slot = [Signal(range(slots), name=f"pick_slot_{l}") for l in range(lanes)]
+        left = remaining
+        for lane in range(lanes):
+            for j in reversed(range(slots)):
+                with m.If(left[j]):
+                    m.d.comb += pick_slot[lane].eq(j)
+            m.d.comb += pick_valid[lane].eq(left != 0)
+            # Clear the lowest set bit: x & (x - 1).
+            cleared = Signal(slots, name=f"left_after_{lane}")
+            m.d.comb += cleared.eq(left & (left - 1))
+            left = cleared
+        rest = left
+
+        finishing = Signal()
+        m.d.comb += [
+            finishing.eq(working & (rest == 0)),
+            queue.r_en.eq(~current_valid | finishing),
+        ]
+        with m.If(queue.r_rdy & (~current_valid | finishing)):
+            incoming = layout(queue.r_data)
+            m.d.sync += [current.eq(queue.r_data), remaining.eq(incoming.issue),
+                         current_valid.eq(1)]
+        with m.Elif(finishing):
+            m.d.sync += current_valid.eq(0)
+        with m.Elif(working):
+            m.d.sync += remaining.eq(rest)
+        with m.If(finishing & current.row_last):
+            m.d.sync += issue_bank.eq(~issue_bank)
+
+        # MAC pipeline register: one product per lane, accumulated next cycle.
+        product_width = 2 * config.data_width
+        mac_valid = [Signal(name=f"mac_valid_{l}") for l in range(lanes)]
+        mac_target = [Signal(unsigned(config.index_width), name=f"mac_target_{l}")
+                      for l in range(lanes)]
+        mac_product = [Signal(signed(product_width), name=f"mac_product_{l}")
+                       for l in range(lanes)]
+        mac_bank = Signal()
+        row_end = Signal()
+        row_end_bank = Signal()
+        row_end_len = Signal(unsigned(config.index_width))
+        issued_now = Signal(range(lanes + 1))
+        effectual_now = Signal(range(lanes + 1))
+        m.d.comb += [
+            issued_now.eq(sum(working & pick_valid[l] for l in range(lanes))),
+            effectual_now.eq(sum(working & pick_valid[l] & current.effectual.bit_select(pick_slot[l], 1)
+                                 for l in range(lanes))),
+        ]
+        for lane in range(lanes):
+            slot = pick_slot[lane]
+            m.d.sync += [
+                mac_valid[lane].eq(working & pick_valid[lane]
+                                   & current.write.bit_select(slot, 1)),
+                mac_target[lane].eq(current.target[slot]),
+                mac_product[lane].eq(current.value * current.operand[slot]),
+            ]
+        m.d.sync += [
+            mac_bank.eq(issue_bank),
+            row_end.eq(finishing & current.row_last),
+            row_end_bank.eq(issue_bank),
+            row_end_len.eq(current.out_len),
+        ]
+
+        # -- accumulate --------------------------------------------------------
+        # Both banks in one register file: entry bank*max_row + output index.
+        psum = Array(Signal(signed(config.acc_width), name=f"psum_{b}_{o}")
+                     for b in range(2) for o in range(config.max_row))
+        for lane in range(lanes):
+            entry = psum[mac_bank * config.max_row + mac_target[lane]]
+            total = Signal(signed(config.acc_width + 1), name=f"sum_{lane}")
+            m.d.comb += total.eq(entry + mac_product[lane])
+            with m.If(mac_valid[lane]):
+                with m.If(total > config.acc_max):
+                    m.d.sync += [entry.eq(config.acc_max), self.saturated.eq(1)]
+                with m.Elif(total < config.acc_min):
+                    m.d.sync += [entry.eq(config.acc_min), self.saturated.eq(1)]
+                with m.Else():
+                    m.d.sync += entry.eq(total)
+        with m.If(row_end):
+            m.d.sync += [bank_full.bit_select(row_end_bank, 1).eq(1),
+                         bank_len[row_end_bank].eq(row_end_len)]
+
+        # -- drain -------------------------------------------------------------
+        draining = Signal()
+        drain_bank = Signal()       # rows finish in alternating banks; drain in that order
+        drain_index = Signal(unsigned(config.index_width))
+        drained = psum[drain_bank * config.max_row + drain_index]
+        drain_last = Signal()
+        m.d.comb += [
+            drain_last.eq(drain_index == bank_len[drain_bank] - 1),
+            self.result.valid.eq(draining),
+            self.result.payload.value.eq(drained),
+            self.result.payload.last.eq(drain_last),
+        ]
+        with m.If(~draining & bank_full.bit_select(drain_bank, 1)):
+            m.d.sync += [draining.eq(1), drain_index.eq(0)]
+        with m.If(self.result.valid & self.result.ready):
+            # Zero the entry as it leaves: the bank is clean for its next row.
+            m.d.sync += [drained.eq(0), drain_index.eq(drain_index + 1)]
+            with m.If(drain_last):
+                m.d.sync += [draining.eq(0), drain_bank.eq(~drain_bank),
+                             bank_full.bit_select(drain_bank, 1).eq(0)]
+
+        # -- status and counters ----------------------------------------------
+        m.d.comb += self.idle.eq(~task_valid & ~queue.r_rdy & ~current_valid
+                                 & ~Cat(*mac_valid).any() & ~row_end
+                                 & (bank_full == 0) & ~draining)
+        with m.If(working & pick_valid[0]):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        with m.Elif(~self.idle):
+            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
+        m.d.sync += [
+            self.issued_macs.eq(self.issued_macs + issued_now),
+            self.effectual_macs.eq(self.effectual_macs + effectual_now),
+        ]
+        return m

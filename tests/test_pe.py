@@ -1,0 +1,175 @@
+"""SparsePE and its window decoder in amaranth.sim, against the golden row primitives."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from gen.primitives import Packer, make_output_row
+from hw.config import AccelConfig, PRESETS
+from hw.pe import overhead_bound
+from hw.window import WindowDecoder
+from pruning import golden
+
+from pe_sim import run_pe
+
+SMALL = PRESETS["small"]
+
+
+def random_row(rng, phase, kernel, stride, pad, width, density, primitives=1, mask_density=0.5,
+               config=SMALL, dense=False, value_range=None):
+    """An output row of ``primitives`` random primitives (input row length ``width``)."""
+    limit = value_range or config.data_max
+    f_len = golden.output_size(width, kernel, stride, pad)
+
+    def sparse(size, p):
+        return rng.integers(-limit, limit + 1, size=size) * (rng.random(size) < p)
+
+    prims = []
+    for _ in range(primitives):
+        if phase == "ff":
+            prims.append((sparse(width, density), sparse(kernel, 0.8)))
+        elif phase == "bp":
+            prims.append((sparse(f_len, density), sparse(kernel, 0.8)))
+        else:
+            prims.append((sparse(f_len, density), sparse(width, 0.6)))
+    mask = (rng.random(width) < mask_density) if phase == "bp" else None
+    return make_output_row(config, phase, prims, stride=stride, pad=pad, kernel=kernel,
+                           in_width=width, mask=mask, dense=dense)
+
+
+def check_rows(rows, outputs, seed):
+    for number, (row, got) in enumerate(zip(rows, outputs)):
+        if not np.array_equal(np.array(got, dtype=np.int64), row.expected):
+            first = int(np.flatnonzero(np.array(got) != row.expected)[0])
+            raise AssertionError(
+                f"seed {seed}: row {number} differs first at output {first}: "
+                f"PE {got[first]}, golden {row.expected[first]}\n"
+                f"tasks: {row.tasks}")
+
+
+# -- window decoder -------------------------------------------------------------
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+@pytest.mark.parametrize("kernel,stride,pad", [(1, 1, 0), (3, 1, 1), (3, 2, 1), (5, 4, 2),
+                                               (11, 1, 5), (11, 3, 0), (2, 4, 1)])
+def test_window_matches_golden_per_element(phase, kernel, stride, pad):
+    """Issue bits per element equal the golden dense/effectual MACs of that element."""
+    config = SMALL
+    rng = np.random.default_rng(kernel * 31 + stride * 7 + pad)
+    width = config.max_row
+    row = random_row(rng, phase, kernel, stride, pad, width, density=1.0)
+    task = row.tasks[0]
+    a_values = dict((index, value) for value, index in task.elements)
+    b = np.array(task.stationary)
+    mask = np.array(task.mask) if phase == "bp" else None
+    a_len = width if phase == "ff" else task.out_width
+    a = np.array([a_values.get(i, 0) for i in range(a_len)])
+    golden_len = None if phase == "ff" else len(row.expected)
+    dense, effectual = golden.row_macs_per_element(phase, a, b, stride, pad, golden_len, mask)
+    dut = WindowDecoder(config)
+    packer = Packer(config)
+
+    async def testbench(ctx):
+        for dense_mode in (0, 1):
+            bits = packer.task(task.__class__(**{**task.__dict__, "dense": bool(dense_mode)}))
+            ctx.set(dut.task.as_value(), bits)
+            for i in range(a_len):
+                ctx.set(dut.value, int(a[i]))
+                ctx.set(dut.index, i)
+                issue = ctx.get(dut.window.issue)
+                eff = ctx.get(dut.window.effectual)
+                expected = dense[i] if dense_mode else effectual[i]
+                assert bin(issue).count("1") == expected, (phase, i, dense_mode)
+                assert bin(eff).count("1") == effectual[i], (phase, i)
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+# -- whole PE ---------------------------------------------------------------------
+
+PATTERNS = {
+    "full": (None, None, None),
+    "idle": ([1, 1, 0], [1, 0, 1, 1, 0], None),
+    "backpressure": (None, None, [1, 0, 0, 1]),
+}
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_pe_random_rows(phase, pattern):
+    seed = {"ff": 1, "bp": 2, "wg": 3}[phase] * 10 + list(PATTERNS).index(pattern)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for kernel, stride, pad in [(3, 1, 1), (5, 2, 2), (1, 4, 0), (11, 1, 5), (7, 3, 3)]:
+        width = int(rng.integers(kernel, SMALL.max_row + 1))
+        rows.append(random_row(rng, phase, kernel, stride, pad, width, density=0.4,
+                               primitives=int(rng.integers(1, 4))))
+    task_p, element_p, result_p = PATTERNS[pattern]
+    cyc = lambda p: itertools.cycle(p) if p else None
+    outputs, state = run_pe(SMALL, rows, task_pattern=cyc(task_p),
+                            element_pattern=cyc(element_p), result_pattern=cyc(result_p))
+    check_rows(rows, outputs, seed)
+    assert state["issued_macs"] == state["effectual_macs"] == sum(r.effectual_macs for r in rows)
+    assert state["idle"] == 1 and state["saturated"] == 0
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_dense_mode_same_result_all_macs(phase):
+    rng = np.random.default_rng(5)
+    rows = [random_row(rng, phase, 3, 1, 1, 12, density=0.3, primitives=2, dense=True),
+            random_row(rng, phase, 5, 2, 0, 16, density=0.3, primitives=1, dense=True)]
+    outputs, state = run_pe(SMALL, rows)
+    check_rows(rows, outputs, 5)
+    assert state["issued_macs"] == sum(r.dense_macs for r in rows)
+    assert state["effectual_macs"] == sum(r.effectual_macs for r in rows)
+    assert state["busy_cycles"] == sum(r.issue_cycles(1) for r in rows)
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_cycles_are_effectual_macs_plus_overhead(phase):
+    rng = np.random.default_rng(8)
+    rows = [random_row(rng, phase, 3, 1, 1, 16, density=0.5, primitives=4) for _ in range(4)]
+    outputs, state = run_pe(SMALL, rows)
+    check_rows(rows, outputs, 8)
+    issue = sum(r.issue_cycles(1) for r in rows)
+    assert issue == sum(r.effectual_macs for r in rows)
+    bound = overhead_bound([row.timing(1) for row in rows])
+    assert issue <= state["cycles"] <= issue + bound, (state, issue, bound)
+
+
+def test_all_zero_rows_and_empty_tasks():
+    rng = np.random.default_rng(3)
+    zero = make_output_row(SMALL, "ff", [(np.zeros(10, int), np.ones(3, int))] * 3,
+                           stride=1, pad=1, kernel=3, in_width=10)
+    assert len(zero.tasks) == 1 and zero.tasks[0].empty
+    rows = [zero, random_row(rng, "ff", 3, 1, 1, 10, 0.5), zero]
+    outputs, state = run_pe(SMALL, rows)
+    check_rows(rows, outputs, 3)
+
+
+def test_two_lanes():
+    config = PRESETS["dual"]
+    rng = np.random.default_rng(4)
+    rows = [random_row(rng, phase, k, u, p, 20, density=0.5, primitives=2, config=config)
+            for phase in golden.PHASES for k, u, p in [(3, 1, 1), (5, 1, 2), (4, 2, 1)]]
+    outputs, state = run_pe(config, rows, result_pattern=itertools.cycle([1, 0, 1]))
+    check_rows(rows, outputs, 4)
+    assert state["busy_cycles"] == sum(r.issue_cycles(2) for r in rows)
+    assert state["busy_cycles"] < sum(r.effectual_macs for r in rows)
+
+
+def test_saturation_sets_sticky_flag():
+    # 8-bit operands, 16-bit sums: three products of 127*127 overflow, all the
+    # same sign, so the saturated value is also the clipped exact sum.
+    config = AccelConfig(data_width=8, acc_width=16, max_row=16)
+    a = np.full(8, 127)
+    row = make_output_row(config, "ff", [(a, np.full(3, 127))] * 2, stride=1, pad=1, kernel=3,
+                          in_width=8)
+    outputs, state = run_pe(config, [row])
+    assert state["saturated"] == 1
+    assert outputs[0] == list(np.clip(row.expected, config.acc_min, config.acc_max))
