@@ -56,25 +56,28 @@ class OutputRow:
     expected: np.ndarray
     dense_macs: int
     effectual_macs: int
-    # MACs the PE issues per streamed element, in stream order (dense or sparse).
-    issued_per_element: list = field(default_factory=list)
+    # Per task, the MACs the PE issues for each streamed element, in stream
+    # order (dense or sparse mode).
+    issued_per_task: list = field(default_factory=list)
 
     def issue_cycles(self, lanes):
         """Cycles the issue stage needs: each element's MACs, ``lanes`` per cycle."""
-        return sum(math.ceil(n / lanes) for n in self.issued_per_element)
+        return sum(math.ceil(n / lanes) for issued in self.issued_per_task for n in issued)
 
     @property
     def out_len(self):
         return int(self.expected.size)
 
-    @property
-    def dropped_elements(self):
-        """Streamed elements with no MAC to issue (the PE drops them on accept)."""
-        return sum(1 for n in self.issued_per_element if n == 0)
+    def idle_beats(self, per_beat):
+        """Beats of ``per_beat`` elements none of which has a MAC (the PE drops them all)."""
+        return sum(1 for issued in self.issued_per_task
+                   for first in range(0, len(issued), per_beat)
+                   if not any(issued[first:first + per_beat]))
 
-    def timing(self, lanes):
-        """``(issue_cycles, out_len, dropped_elements)``, as :func:`hw.pe.overhead_bound` takes."""
-        return self.issue_cycles(lanes), self.out_len, self.dropped_elements
+    def timing(self, config):
+        """``(issue_cycles, out_len, idle_beats)``, as :func:`hw.pe.overhead_bound` takes."""
+        return (self.issue_cycles(config.lanes), self.out_len,
+                self.idle_beats(config.elements_per_beat))
 
 
 def check_fits(config, *, phase, stride, pad, kernel, in_width, out_width):
@@ -145,7 +148,7 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
     if not candidates:
         # No primitive has work: one empty task closes the row (all zeros).
         candidates.append((np.zeros(0, np.int64), np.asarray(primitives[-1][1]), np.zeros(0, int), []))
-    tasks, issued_per_element = [], []
+    tasks, issued_per_task = [], []
     stationary_len = config.max_row
     mask_tuple = tuple(int(v) for v in row_mask) if row_mask is not None else (
         (1,) * in_width if phase == "bp" else ())
@@ -159,8 +162,8 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
             out_width=out_width, stationary=stationary, mask=mask_tuple, dense=dense,
             row_last=number == len(candidates) - 1,
             elements=tuple((int(a[i]), int(i)) for i in indices)))
-        issued_per_element.extend(issued)
-    return OutputRow(tasks, expected, dense_macs, effectual_macs, issued_per_element)
+        issued_per_task.append(issued)
+    return OutputRow(tasks, expected, dense_macs, effectual_macs, issued_per_task)
 
 
 def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
@@ -246,8 +249,21 @@ class Packer:
             "mask": mask_bits, "stationary": stationary,
         })
 
-    def element(self, value, index, last):
-        return self._bits(self.element_layout, {"value": value, "index": index, "last": int(last)})
+    def beats(self, task):
+        """The operand beats of a task: its elements, ``elements_per_beat`` at a time."""
+        per_beat = self._config.elements_per_beat
+        elements = task.elements
+        beats = []
+        for first in range(0, len(elements), per_beat):
+            chunk = elements[first:first + per_beat]
+            padding = [(0, 0)] * (per_beat - len(chunk))
+            beats.append(self._bits(self.element_layout, {
+                "value": [v for v, _ in chunk + tuple(padding)],
+                "index": [i for _, i in chunk + tuple(padding)],
+                "count": len(chunk),
+                "last": int(first + per_beat >= len(elements)),
+            }))
+        return beats
 
     def result(self, bits):
         """``(value, last)`` of a result payload given as an unsigned integer."""

@@ -55,11 +55,16 @@ class AccelConfig:
     max_row : int
         Longest row a PE holds: input width W, output width F, and the
         stationary input row of WG.
+    elements_per_beat : int
+        Streamed elements a PE accepts per cycle. Elements whose window holds
+        no MAC are dropped on accept; with more than one per beat, runs of
+        them (a masked region in BP, a zero region of ``x`` in WG) no longer
+        leave the issue stage waiting.
     queue_depth : int
         Entries of the PE's element queue between accepting a streamed
-        element and issuing its MACs. It lets the PE accept (and drop)
-        elements whose window has no effectual MAC while it still issues
-        MACs of earlier ones.
+        element and issuing its MACs (at least ``elements_per_beat``). It lets
+        the PE accept (and drop) elements while it still issues MACs of
+        earlier ones.
     counter_width : int
         Bits of the performance counters.
     pe_rows, pe_cols : int
@@ -73,6 +78,7 @@ class AccelConfig:
     max_stride: int = 4
     max_pad: int = 5
     max_row: int = 64
+    elements_per_beat: int = 2
     queue_depth: int = 4
     counter_width: int = 48
     pe_rows: int = 4
@@ -90,7 +96,8 @@ class AccelConfig:
         _check_int("max_stride", self.max_stride, 1, 8)
         _check_int("max_pad", self.max_pad, 0, self.max_kernel - 1 if self.max_kernel > 1 else 0)
         _check_int("max_row", self.max_row, self.max_kernel, 1024)
-        _check_int("queue_depth", self.queue_depth, 1, 64)
+        _check_int("elements_per_beat", self.elements_per_beat, 1, 4)
+        _check_int("queue_depth", self.queue_depth, self.elements_per_beat, 64)
         _check_int("counter_width", self.counter_width, 16, 64)
         _check_int("pe_rows", self.pe_rows, 1, 64)
         _check_int("pe_cols", self.pe_cols, 1, 64)

@@ -46,10 +46,16 @@ def task_layout(config):
 
 
 def element_layout(config):
-    """One streamed element: its value, its index in the row, and the end of the primitive."""
+    """One beat of the streamed row: up to ``elements_per_beat`` elements.
+
+    The first ``count`` (1 or more) of ``value``/``index`` are valid, in index
+    order; ``last`` marks the final beat of the primitive.
+    """
+    per_beat = config.elements_per_beat
     return data.StructLayout({
-        "value": signed(config.data_width),
-        "index": unsigned(config.index_width),
+        "value": data.ArrayLayout(signed(config.data_width), per_beat),
+        "index": data.ArrayLayout(unsigned(config.index_width), per_beat),
+        "count": unsigned(per_beat.bit_length()),
         "last": unsigned(1),
     })
 

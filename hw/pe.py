@@ -4,11 +4,13 @@ Four stages, each decoupled from the next so that sparse work flows without
 bubbles (SPEC section 5):
 
 1. **Accept.** A task (one row primitive: geometry, stationary row, BP mask)
-   is held while its streamed elements arrive as (value, index) pairs. Each
-   element's window is decoded (:class:`~hw.window.WindowDecoder`); an
-   element without any MAC to issue is dropped on the spot, so it costs no
-   issue cycle. The next task is taken in the cycle the current one ends.
-2. **Queue.** Decoded elements wait in a ``queue_depth``-entry FIFO; it lets
+   is held while its streamed elements arrive as (value, index) pairs,
+   ``elements_per_beat`` per beat. Each element's window is decoded
+   (:class:`~hw.window.WindowDecoder`); an element without any MAC to issue
+   is dropped on the spot, so it costs no issue cycle. The next task is taken
+   in the cycle the current one ends.
+2. **Queue.** Decoded elements wait in a ``queue_depth``-entry queue that
+   takes a whole beat per cycle (:class:`~hw.queue.ElementQueue`); it lets
    the accept stage run ahead (and drop empty elements) while the issue stage
    is busy with an element that has several MACs.
 3. **Issue.** Each cycle, ``lanes`` leading-one pickers take the lowest set
@@ -25,10 +27,11 @@ an element, plus the overhead documented in :func:`overhead_bound`.
 """
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import Phase, element_layout, result_layout, task_layout, window_layout
+from .queue import ElementQueue
 from .window import WindowDecoder
 
 __all__ = ["SparsePE", "LATENCY", "STARTUP_CYCLES", "overhead_bound"]
@@ -44,17 +47,17 @@ def overhead_bound(rows):
     """Most non-issue cycles of a PE run with streams at full rate.
 
     ``rows`` lists each output row of the run, in order, as ``(issue_cycles,
-    out_len, dropped_elements)``: the row's issue cycles (the sum over its
-    streamed elements of ``ceil(issued MACs / lanes)``), its length and how
-    many of its streamed elements have no MAC to issue. The run takes at most
+    out_len, idle_beats)``: the row's issue cycles (the sum over its streamed
+    elements of ``ceil(issued MACs / lanes)``), its length and how many of
+    its operand beats hold no element with a MAC to issue. The run takes at most
     ``sum(issue_cycles) + overhead_bound(rows)`` cycles from the first task
     offered to the last output accepted. The overhead is:
 
     - ``STARTUP_CYCLES`` once;
     - per output row, 2 cycles: its end marker (when the row's last element
       had no MAC) and an empty task's accept cycle;
-    - per dropped element, at most one cycle: the accept stage takes one
-      element per cycle, so a run of dropped elements longer than the queued
+    - per beat of dropped elements, at most one cycle: the accept stage takes
+      one beat per cycle, so a run of dropped elements longer than the queued
       work can leave the issue stage waiting;
     - per output row, the part of the previous row's drain (``out_len + 1``
       cycles) that its own issue cycles do not cover: a row only waits for a
@@ -64,8 +67,8 @@ def overhead_bound(rows):
     """
     overhead = STARTUP_CYCLES
     previous_drain = 0
-    for issue_cycles, out_len, dropped in rows:
-        overhead += 2 + dropped + max(0, previous_drain - issue_cycles)
+    for issue_cycles, out_len, idle_beats in rows:
+        overhead += 2 + idle_beats + max(0, previous_drain - issue_cycles)
         previous_drain = out_len + 1
     return overhead + previous_drain + 2
 
@@ -83,9 +86,9 @@ class SparsePE(wiring.Component):
         Row primitives, in order; all primitives into one output row are
         consecutive and the last one has ``row_last`` set.
     operand : In(stream.Signature(element_layout))
-        The streamed elements of each non-empty task, the last one with
-        ``last`` set. In sparse mode only the nonzero elements; in dense mode
-        all of them.
+        Beats of the streamed elements of each non-empty task, the last beat
+        with ``last`` set. In sparse mode only the nonzero elements; in dense
+        mode all of them.
     result : Out(stream.Signature(result_layout))
         Each completed output row, ``out_len`` values in order.
     busy_cycles : Out
@@ -133,18 +136,14 @@ class SparsePE(wiring.Component):
         m = Module()
 
         # -- accept ----------------------------------------------------------
-        m.submodules.window = decoder = WindowDecoder(config)
+        per_beat = config.elements_per_beat
         layout = window_layout(config)
-        m.submodules.queue = queue = fifo.SyncFIFO(width=layout.size, depth=config.queue_depth)
+        m.submodules.queue = queue = ElementQueue(layout, depth=config.queue_depth,
+                                                  width=per_beat)
 
         task_valid = Signal()
         task = Signal(task_layout(config))
-        element = self.operand.payload
-        m.d.comb += [
-            decoder.task.eq(task),
-            decoder.value.eq(element.value),
-            decoder.index.eq(element.index),
-        ]
+        beat = self.operand.payload
         out_len = Signal(unsigned(config.index_width))
         with m.Switch(task.phase):
             with m.Case(Phase.FF):
@@ -154,31 +153,42 @@ class SparsePE(wiring.Component):
             with m.Default():
                 m.d.comb += out_len.eq(task.kernel)
 
-        ends_row = Signal()        # this element (or empty task) closes the output row
-        pushed = Signal(layout)
-        m.d.comb += [
-            ends_row.eq(task.row_last & (task.empty | element.last)),
-            pushed.eq(decoder.window),
-            pushed.row_last.eq(ends_row),
-            pushed.out_len.eq(out_len),
-        ]
-        with m.If(task.empty):
-            # A row-end marker: no MAC, only the hand-off of the row.
-            m.d.comb += [pushed.issue.eq(0), pushed.write.eq(0), pushed.effectual.eq(0)]
-
-        needs_push = Signal()
-        m.d.comb += needs_push.eq((decoder.window.issue != 0) | ends_row)
-        element_accepted = Signal()
+        # One decoder per element of a beat; an element is pushed when its
+        # window holds a MAC or it closes the output row, else dropped here.
+        wants_push = Signal(per_beat)
+        for number in range(per_beat):
+            decoder = WindowDecoder(config)
+            m.submodules[f"window_{number}"] = decoder
+            ends_row = Signal(name=f"ends_row_{number}")
+            record = Signal(layout, name=f"record_{number}")
+            m.d.comb += [
+                decoder.task.eq(task),
+                decoder.value.eq(beat.value[number]),
+                decoder.index.eq(beat.index[number]),
+                ends_row.eq(task.row_last & beat.last & (beat.count == number + 1)),
+                record.eq(decoder.window),
+                record.row_last.eq(ends_row),
+                record.out_len.eq(out_len),
+                wants_push[number].eq((beat.count > number)
+                                      & ((decoder.window.issue != 0) | ends_row)),
+                queue.push_data[number].eq(record),
+            ]
+        # An empty task that ends a row pushes a marker: no MAC, only the
+        # hand-off of the row to the drain.
+        marker = Signal(layout)
+        m.d.comb += [marker.row_last.eq(1), marker.out_len.eq(out_len)]
+        beat_accepted = Signal()
         empty_task_done = Signal()
         m.d.comb += [
-            self.operand.ready.eq(task_valid & ~task.empty & (queue.w_rdy | ~needs_push)),
-            element_accepted.eq(self.operand.valid & self.operand.ready),
-            empty_task_done.eq(task_valid & task.empty & (queue.w_rdy | ~task.row_last)),
-            queue.w_data.eq(pushed),
-            queue.w_en.eq((element_accepted & needs_push)
-                          | (task_valid & task.empty & task.row_last)),
+            self.operand.ready.eq(task_valid & ~task.empty & queue.push_ready),
+            beat_accepted.eq(self.operand.valid & self.operand.ready),
+            empty_task_done.eq(task_valid & task.empty & (queue.push_ready | ~task.row_last)),
         ]
-        task_done = (element_accepted & element.last) | empty_task_done
+        with m.If(task_valid & task.empty):
+            m.d.comb += [queue.push_data[0].eq(marker), queue.push_valid.eq(task.row_last)]
+        with m.Elif(beat_accepted):
+            m.d.comb += queue.push_valid.eq(wants_push)
+        task_done = (beat_accepted & beat.last) | empty_task_done
         m.d.comb += self.task.ready.eq(~task_valid | task_done)
         with m.If(self.task.valid & self.task.ready):
             m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
@@ -216,11 +226,10 @@ class SparsePE(wiring.Component):
         finishing = Signal()
         m.d.comb += [
             finishing.eq(working & (rest == 0)),
-            queue.r_en.eq(~current_valid | finishing),
+            queue.pop.ready.eq(~current_valid | finishing),
         ]
-        with m.If(queue.r_rdy & (~current_valid | finishing)):
-            incoming = layout(queue.r_data)
-            m.d.sync += [current.eq(queue.r_data), remaining.eq(incoming.issue),
+        with m.If(queue.pop.valid & queue.pop.ready):
+            m.d.sync += [current.eq(queue.pop.payload), remaining.eq(queue.pop.payload.issue),
                          current_valid.eq(1)]
         with m.Elif(finishing):
             m.d.sync += current_valid.eq(0)
@@ -303,7 +312,7 @@ class SparsePE(wiring.Component):
                              bank_full.bit_select(drain_bank, 1).eq(0)]
 
         # -- status and counters ----------------------------------------------
-        m.d.comb += self.idle.eq(~task_valid & ~queue.r_rdy & ~current_valid
+        m.d.comb += self.idle.eq(~task_valid & ~queue.pop.valid & ~current_valid
                                  & ~Cat(*mac_valid).any() & ~row_end
                                  & (bank_full == 0) & ~draining)
         with m.If(working & pick_valid[0]):

@@ -23,8 +23,7 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
     dut = SparsePE(config)
     packer = Packer(config)
     tasks = [task for row in rows for task in row.tasks]
-    elements = [(value, index, number == len(task.elements) - 1)
-                for task in tasks for number, (value, index) in enumerate(task.elements)]
+    beats = [bits for task in tasks for bits in packer.beats(task)]
     expected_outputs = sum(row.out_len for row in rows)
     outputs, state = [], {}
 
@@ -42,8 +41,7 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
                     iter(task_pattern or always()))
 
     async def elements_source(ctx):
-        await offer(ctx, dut.operand, [packer.element(*e) for e in elements],
-                    iter(element_pattern or always()))
+        await offer(ctx, dut.operand, beats, iter(element_pattern or always()))
 
     async def results_sink(ctx):
         pattern = iter(result_pattern or always())

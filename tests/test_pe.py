@@ -138,7 +138,7 @@ def test_cycles_are_effectual_macs_plus_overhead(phase):
     check_rows(rows, outputs, 8)
     issue = sum(r.issue_cycles(1) for r in rows)
     assert issue == sum(r.effectual_macs for r in rows)
-    bound = overhead_bound([row.timing(1) for row in rows])
+    bound = overhead_bound([row.timing(SMALL) for row in rows])
     assert issue <= state["cycles"] <= issue + bound, (state, issue, bound)
 
 

@@ -1,0 +1,126 @@
+"""cocotb test bench of the SparsePE Verilog: clock, reset, stream drivers, monitor.
+
+Runs *jobs* made on the host side (:mod:`cosim.pe_jobs`): packed task and
+element beats, the expected rows from the golden model, the flow-control
+patterns and the cycle limit. It imports neither Amaranth nor the golden
+model: it drives bits and compares integers.
+"""
+
+import itertools
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ReadOnly, RisingEdge
+
+__all__ = ["TB"]
+
+
+def _pattern(spec, rng):
+    """0/1 per cycle: None is always 1, a list repeats, a float is a probability of 1."""
+    if spec is None:
+        return itertools.repeat(1)
+    if isinstance(spec, float):
+        return (int(rng.random() < spec) for _ in itertools.count())
+    return itertools.cycle(spec)
+
+
+class TB:
+    COUNTERS = ("busy_cycles", "stall_cycles", "issued_macs", "effectual_macs", "saturated")
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.cycle = 0
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(self._count_cycles())
+
+    async def _count_cycles(self):
+        while True:
+            await RisingEdge(self.dut.clk)
+            self.cycle += 1
+
+    async def reset(self):
+        dut = self.dut
+        for port in ("task__valid", "operand__valid", "result__ready"):
+            getattr(dut, port).value = 0
+        dut.rst.value = 1
+        for _ in range(2):
+            await RisingEdge(dut.clk)
+        dut.rst.value = 0
+        await RisingEdge(dut.clk)
+
+    async def _send(self, prefix, beats, pattern):
+        valid = getattr(self.dut, f"{prefix}__valid")
+        ready = getattr(self.dut, f"{prefix}__ready")
+        payload = getattr(self.dut, f"{prefix}__payload")
+        for bits in beats:
+            while not next(pattern):
+                await RisingEdge(self.dut.clk)
+            payload.value = bits
+            valid.value = 1
+            while True:
+                await ReadOnly()           # the settled values of this cycle
+                fired = int(ready.value)
+                await RisingEdge(self.dut.clk)
+                if fired:
+                    break
+            valid.value = 0
+
+    async def _receive(self, count, pattern, value_field, last_offset, max_cycles, start):
+        dut = self.dut
+        offset, width = value_field
+        outputs = []
+        while len(outputs) < count:
+            dut.result__ready.value = next(pattern)
+            await ReadOnly()
+            if int(dut.result__valid.value) and int(dut.result__ready.value):
+                bits = int(dut.result__payload.value)
+                value = (bits >> offset) & ((1 << width) - 1)
+                if value >> (width - 1):
+                    value -= 1 << width
+                outputs.append((value, (bits >> last_offset) & 1))
+            await RisingEdge(dut.clk)
+            if self.cycle - start > max_cycles:
+                raise AssertionError(f"timeout: {len(outputs)} of {count} outputs after "
+                                     f"{max_cycles} cycles")
+        dut.result__ready.value = 0
+        return outputs
+
+    async def run(self, run, job):
+        """Run one job entry; returns outputs per row, cycles and the PE counters."""
+        await self.reset()
+        rng = random.Random(run.get("seed", 0))
+        patterns = run.get("patterns", {})
+        start = self.cycle
+        cocotb.start_soon(self._send("task", run["tasks"], _pattern(patterns.get("task"), rng)))
+        cocotb.start_soon(self._send("operand", run["elements"],
+                                     _pattern(patterns.get("element"), rng)))
+        rows = run["rows"]
+        outputs = await self._receive(
+            sum(len(row) for row in rows), _pattern(patterns.get("result"), rng),
+            job["result_value"], job["result_last"], run["max_cycles"], start)
+        # The last output was accepted at the edge just passed.
+        cycles = self.cycle - start
+        await RisingEdge(self.dut.clk)
+        await RisingEdge(self.dut.clk)
+        counters = {name: int(getattr(self.dut, name).value) for name in self.COUNTERS}
+        per_row, position = [], 0
+        for number, expected in enumerate(rows):
+            chunk = outputs[position:position + len(expected)]
+            position += len(expected)
+            values = [v for v, _ in chunk]
+            lasts = [last for _, last in chunk]
+            if values != list(expected):
+                first = next(i for i, (a, b) in enumerate(zip(values, expected)) if a != b)
+                raise AssertionError(
+                    f"{run['label']}: row {number} differs first at output {first}: "
+                    f"RTL {values[first]}, golden {expected[first]} "
+                    f"(RTL row {values}, golden row {list(expected)})")
+            if lasts != [0] * (len(expected) - 1) + [1]:
+                raise AssertionError(f"{run['label']}: row {number} has last flags {lasts}")
+            per_row.append(values)
+        limit = run.get("cycle_limit")
+        if limit is not None and cycles > limit:
+            raise AssertionError(f"{run['label']}: {cycles} cycles, more than the documented "
+                                 f"bound {limit} (issue cycles + overhead)")
+        return {"outputs": per_row, "cycles": cycles, **counters}

