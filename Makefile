@@ -7,8 +7,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # pytest workers for `make test`; the machines have 2 cores.
 JOBS   ?= 2
+# Hardware preset (hw/config.py PRESETS): small, dual, default.
+CONFIG ?= default
 
-.PHONY: setup test digits-accuracy clean distclean
+.PHONY: setup verilog test digits-accuracy pe-speedup clean distclean
 
 setup: $(STAMP)
 
@@ -18,12 +20,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
 	touch $(STAMP)
 
+# Emit the RTL and its config JSON into build/rtl/, then lint it with Verilator.
+verilog: setup
+	$(PY) -m gen verilog --config $(CONFIG) --out build/rtl
+
 test: setup
 	$(PY) -m pytest -n $(JOBS) tests
 
 # Issue 2 evidence: dense vs pruned training of a small CNN on sklearn digits.
 digits-accuracy: setup
 	$(PY) -m pruning digits-accuracy
+
+# Issue 3 evidence: PE dense vs sparse cycles on rows of the digits CNN, on the RTL.
+pe-speedup: setup
+	$(PY) -m cosim pe-speedup --config $(CONFIG)
 
 clean:
 	rm -rf build .pytest_cache

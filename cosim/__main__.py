@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from hw.config import PRESETS, preset
-
-
-def _rate(text):
-    from pruning.prune import _check_rate
-    try:
-        return _check_rate(float(text))
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
+from pruning.cli import positive_int, rate, run_command
 
 
 def pe_speedup(args):
@@ -53,19 +35,14 @@ def main(argv=None):
     speed = commands.add_parser(
         "pe-speedup", help="dense vs sparse PE cycles on rows of a real network, on the RTL")
     speed.add_argument("--config", default="default", choices=sorted(PRESETS))
-    speed.add_argument("--rates", type=_rate, nargs="+", default=[0.0, 0.9])
-    speed.add_argument("--rows", type=_positive, default=32,
+    speed.add_argument("--rates", type=rate, nargs="+", default=[0.0, 0.9])
+    speed.add_argument("--rows", type=positive_int, default=32,
                        help="output rows per layer and phase (evenly spaced sample)")
-    speed.add_argument("--batch", type=_positive, default=4, help="images in the captured batch")
+    speed.add_argument("--batch", type=positive_int, default=4, help="images in the captured batch")
     speed.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed.add_argument("--json", default="build/pe_speedup.json")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "pe-speedup":
-            pe_speedup(args)
-    except (ValueError, RuntimeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    run_command({"pe-speedup": pe_speedup}[args.command], args)
 
 
 if __name__ == "__main__":

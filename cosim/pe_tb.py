@@ -41,7 +41,10 @@ class TB:
 
     async def reset(self):
         dut = self.dut
-        for port in ("task__valid", "operand__valid", "result__ready"):
+        # Drive every input, payloads included: an undriven input is X in
+        # four-state simulators (Icarus) and would poison the handshakes.
+        for port in ("task__valid", "operand__valid", "result__ready",
+                     "task__payload", "operand__payload"):
             getattr(dut, port).value = 0
         dut.rst.value = 1
         for _ in range(2):

@@ -35,10 +35,13 @@ class ElementQueue(wiring.Component):
     """
 
     def __init__(self, layout, *, depth, width):
+        # A refused queue was never meant to be elaborated: no "unused" warning.
+        self._MustUse__silence = True
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive int, not {width!r}")
         if not isinstance(depth, int) or depth < width:
             raise ValueError(f"depth must be an int of at least width {width}, not {depth!r}")
+        self._MustUse__silence = False
         self._layout, self._depth, self._width = layout, depth, width
         super().__init__({
             "push_valid": In(width),

@@ -6,24 +6,7 @@ import argparse
 import json
 import sys
 
-from .prune import _check_rate
-
-
-def _rate(text):
-    try:
-        return _check_rate(float(text))
-    except (TypeError, ValueError) as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _positive(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
+from .cli import positive_int, rate, run_command
 
 
 def digits_accuracy(args):
@@ -64,14 +47,13 @@ def main(argv=None):
     digits = commands.add_parser(
         "digits-accuracy",
         help="train a small CNN on sklearn digits dense and pruned; print accuracy and dy density")
-    digits.add_argument("--rates", type=_rate, nargs="+", default=[0.0, 0.9, 0.99],
+    digits.add_argument("--rates", type=rate, nargs="+", default=[0.0, 0.9, 0.99],
                         help="pruning rates p to train with (default: 0 0.9 0.99)")
-    digits.add_argument("--epochs", type=_positive, default=30)
+    digits.add_argument("--epochs", type=positive_int, default=30)
     digits.add_argument("--seed", type=int, default=0)
     digits.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    if args.command == "digits-accuracy":
-        digits_accuracy(args)
+    run_command({"digits-accuracy": digits_accuracy}[args.command], args)
 
 
 if __name__ == "__main__":

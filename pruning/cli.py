@@ -1,0 +1,42 @@
+"""Helpers shared by the project's command lines (``python -m pruning|gen|cosim``).
+
+They live in the lowest layer, ``pruning``, so every other package may use
+them without importing one another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .prune import _check_rate
+
+__all__ = ["rate", "positive_int", "run_command"]
+
+
+def rate(text):
+    """argparse type: a pruning rate in ``[0, 1)``."""
+    try:
+        return _check_rate(float(text))
+    except (TypeError, ValueError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def run_command(command, args):
+    """Run ``command(args)``; a ValueError or RuntimeError becomes a one-line error, exit 1."""
+    try:
+        command(args)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

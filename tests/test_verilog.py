@@ -1,0 +1,50 @@
+"""Verilog emission and lint, and the host-side checks on PE tasks."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gen.__main__ import main as gen_main
+from gen.primitives import check_fits, make_output_row
+from gen.verilog import emit, lint
+from hw.config import PRESETS
+
+SMALL = PRESETS["small"]
+
+
+def test_emit_and_lint(tmp_path):
+    (path,) = emit(SMALL, tmp_path, blocks=["sparse_pe"])
+    text = path.read_text()
+    assert "module sparse_pe" in text
+    for port in ("task__payload", "operand__ready", "result__valid", "effectual_macs"):
+        assert port in text
+    assert json.loads((tmp_path / "sparse_pe.json").read_text())["name"] == "small"
+    lint([path])
+
+
+def test_gen_command_reports_bad_block(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gen_main(["verilog", "--config", "small", "--out", str(tmp_path), "--block", "gpu"])
+    assert "invalid choice: 'gpu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(stride=5), "stride must be in 1..4 for config small, not 5"),
+    (dict(kernel=12, out_width=5), "kernel width must be in 1..11 for config small, not 12"),
+    (dict(in_width=17, out_width=17), "input row length must be in 1..16 for config small, not 17"),
+    (dict(pad=6, out_width=26), "pad must be in 0..5 for config small, not 6"),
+    (dict(out_width=9), "output row length 9 does not match input 16"),
+    (dict(phase="fw"), "phase must be one of ff, bp, wg, not 'fw'"),
+])
+def test_tasks_outside_the_config_are_refused(changes, message):
+    geometry = dict(phase="ff", stride=1, pad=1, kernel=3, in_width=16, out_width=16)
+    geometry.update(changes)
+    with pytest.raises(ValueError, match=message):
+        check_fits(SMALL, **geometry)
+
+
+def test_values_outside_data_width_are_refused():
+    with pytest.raises(ValueError, match="streamed row has values outside the 16-bit range"):
+        make_output_row(SMALL, "ff", [(np.full(8, 40000), np.ones(3, int))], stride=1, pad=1,
+                        kernel=3, in_width=8)
