@@ -1,4 +1,8 @@
-"""Command line of the co-simulation: ``python -m cosim pe-speedup``."""
+"""Command line of the co-simulation.
+
+``python -m cosim layer ...`` runs one convolution layer phase on the emitted
+RTL; ``python -m cosim pe-speedup`` measures the PE on rows of a real network.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,39 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from hw.config import PRESETS, preset
 from pruning.cli import positive_int, rate, run_command
+
+
+def _load(path, name):
+    if path is None:
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read --{name} {path}: {error}") from None
+    return array
+
+
+def layer(args):
+    from .layer import run_layer
+
+    config = preset(args.config)
+    operands = {name: _load(getattr(args, name), name) for name in ("x", "w", "dy", "mask")}
+    # x only gives BP its input size; the layer never reads its values there.
+    output, stats = run_layer(config, args.phase, **operands, stride=args.stride, pad=args.pad,
+                              kernel=args.kernel, dense=args.dense, simulator=args.sim,
+                              progress=True)
+    for path in (args.out, args.stats):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.out, output)
+    Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
+    print(f"{args.phase} {'dense' if args.dense else 'sparse'}: output {output.shape} -> "
+          f"{args.out}; {stats['cycles']} cycles, {stats['effectual_macs']} effectual of "
+          f"{stats['dense_macs']} dense MACs, PE utilization {stats['pe_utilization']:.2f} "
+          f"-> {args.stats}")
 
 
 def pe_speedup(args):
@@ -32,6 +67,21 @@ def pe_speedup(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("layer", help="run one layer phase on the RTL (bit-exact)")
+    run.add_argument("--phase", required=True, choices=["ff", "bp", "wg"])
+    run.add_argument("--x", help="input activations (N, C, H, W), integer .npy")
+    run.add_argument("--w", help="weights (K, C, R, S), integer .npy")
+    run.add_argument("--dy", help="output gradient (N, K, E, F), integer .npy")
+    run.add_argument("--mask", help="BP output mask, shape of x; nonzero = compute")
+    run.add_argument("--stride", type=positive_int, required=True)
+    run.add_argument("--pad", type=int, required=True)
+    run.add_argument("--kernel", type=positive_int, nargs=2, metavar=("R", "S"),
+                     help="kernel size (WG without --w)")
+    run.add_argument("--out", required=True, help="result .npy (int64)")
+    run.add_argument("--stats", required=True, help="statistics .json")
+    run.add_argument("--config", default="default", choices=sorted(PRESETS))
+    run.add_argument("--dense", action="store_true", help="dense mode: the baseline")
+    run.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed = commands.add_parser(
         "pe-speedup", help="dense vs sparse PE cycles on rows of a real network, on the RTL")
     speed.add_argument("--config", default="default", choices=sorted(PRESETS))
@@ -42,7 +92,7 @@ def main(argv=None):
     speed.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed.add_argument("--json", default="build/pe_speedup.json")
     args = parser.parse_args(argv)
-    run_command({"pe-speedup": pe_speedup}[args.command], args)
+    run_command({"layer": layer, "pe-speedup": pe_speedup}[args.command], args)
 
 
 if __name__ == "__main__":

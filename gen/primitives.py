@@ -113,7 +113,8 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
     Parameters
     ----------
     primitives : list of (a, b)
-        Streamed and stationary rows of each primitive into this output row.
+        Streamed and stationary rows of each primitive into this output row;
+        empty when no input row reaches it (all zeros, no MACs).
     kernel, in_width : int
         S and W of the layer row; F follows.
     mask : row or None
@@ -123,8 +124,6 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
     check_fits(config, phase=phase, stride=stride, pad=pad, kernel=kernel, in_width=in_width,
                out_width=out_width)
     out_len = {"ff": out_width, "bp": in_width, "wg": kernel}[phase]
-    if not primitives:
-        raise ValueError("an output row needs at least one primitive")
     row_mask = None
     if phase == "bp" and mask is not None:
         row_mask = (np.asarray(mask) != 0).astype(np.int64)
@@ -146,8 +145,9 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
             issued = per_dense if dense else per_effectual
             candidates.append((a, b, indices, [int(issued[i]) for i in indices]))
     if not candidates:
-        # No primitive has work: one empty task closes the row (all zeros).
-        candidates.append((np.zeros(0, np.int64), np.asarray(primitives[-1][1]), np.zeros(0, int), []))
+        # No primitive has work (or none reaches this row, e.g. a stride
+        # skips it): one empty task closes the row, all zeros, no MACs.
+        candidates.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, int), []))
     tasks, issued_per_task = [], []
     stationary_len = config.max_row
     mask_tuple = tuple(int(v) for v in row_mask) if row_mask is not None else (
@@ -167,13 +167,15 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
 
 
 def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
-                      dense=False, rows=None):
+                      dense=False, rows=None, input_hw=None, kernel_hw=None):
     """Every output row of a layer phase, in order, as :class:`OutputRow`.
 
     FF rows ``y[n,k,e]`` accumulate over ``(c, r)``; BP rows ``dx[n,c,h]``
     over ``(k, r)`` with ``e = (h + P - r) / U``; WG rows ``dw[k,c,r]`` over
     ``(n, e)``. ``rows`` optionally selects output rows by their position in
-    that order (a list of ints), to run a sample of a large layer.
+    that order (a list of ints), to run a sample of a large layer. BP takes
+    the input size from ``input_hw``, ``mask`` or ``x``; WG the kernel size
+    from ``kernel_hw`` or ``w``.
     """
     if phase == "ff":
         n_len, c_len, h_len, w_len = x.shape
@@ -183,12 +185,12 @@ def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stri
     elif phase == "bp":
         n_len, k_len, e_len, _ = dy.shape
         _, c_len, r_len, s_len = w.shape
-        h_len, w_len = (mask.shape[2:] if mask is not None else x.shape[2:])
+        h_len, w_len = input_hw or (mask.shape[2:] if mask is not None else x.shape[2:])
         keys = itertools.product(range(n_len), range(c_len), range(h_len))
     else:
         n_len, c_len, h_len, w_len = x.shape
         k_len, e_len = dy.shape[1], dy.shape[2]
-        r_len, s_len = (w.shape[2:] if w is not None else (None, None))
+        r_len, s_len = kernel_hw or w.shape[2:]
         keys = itertools.product(range(k_len), range(c_len), range(r_len))
     keys = list(keys)
     selected = range(len(keys)) if rows is None else rows
@@ -212,11 +214,6 @@ def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stri
                           for n in range(n_len) for e in range(e_len)
                           if 0 <= e * stride + r - pad < h_len]
             row_mask = None
-        if not primitives:
-            # An output row no input row reaches (only padding): all zeros.
-            a_len = w_len if phase == "ff" else golden.output_size(w_len, s_len, stride, pad)
-            b_len = w_len if phase == "wg" else s_len
-            primitives = [(np.zeros(a_len, np.int64), np.zeros(b_len, np.int64))]
         yield key, make_output_row(config, phase, primitives, stride=stride, pad=pad,
                                    kernel=s_len, in_width=w_len, mask=row_mask, dense=dense)
 
