@@ -7,8 +7,10 @@ any hardware is built, and a problem is reported as one ``ValueError``
 naming it.
 
 The current back end runs the layer's output rows back to back through one
-:class:`~hw.pe.SparsePE` (its Verilog, co-simulated). The PE array, buffers
-and AXI top level replace it behind the same contract.
+:class:`~hw.pe.SparsePE` (its Verilog, co-simulated); rows longer than the
+preset's ``max_row`` are split into tiles by :func:`gen.primitives.row_tiling`.
+The PE array, buffers and AXI top level replace the back end behind the same
+contract.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ STATS_KEYS = ("cycles", "dense_macs", "effectual_macs", "issued_macs", "pe_utili
               "saturated", "busy_cycles", "stall_cycles", "pes", "lanes", "mode", "phase",
               "config")
 
-# Output rows per simulator invocation: bounds memory and gives progress output.
+# PE output rows (tiles of layer rows) per simulator invocation: bounds
+# memory and gives progress output.
 _ROWS_PER_CHUNK = 512
 
 
@@ -145,11 +148,6 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
         if tuple(mask.shape) != expected:
             raise ValueError(f"mask must have shape {expected} (the shape of x), "
                              f"not {tuple(mask.shape)}")
-    longest = max(input_hw[1], out_hw[1])
-    if longest > config.max_row:
-        raise ValueError(f"rows of {longest} elements exceed max_row {config.max_row} of the "
-                         f"{config.name} preset; choose a larger preset (row tiling is not "
-                         f"implemented yet)")
     return LayerSpec(phase, x, w, dy, mask, int(stride), int(pad), input_hw, kernel_hw)
 
 
@@ -179,7 +177,7 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         (result,) = run_rows(config, [make_run(config, [row for _, row in chunk], label=label)],
                              simulator=simulator, name=f"layer-{spec.phase}")
         for (key, row), values in zip(chunk, result["outputs"]):
-            output[key] = values
+            output[key] = values          # key = (i, j, k, columns of the row)
         for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs", "effectual_macs"):
             totals[name] += result[name]
         totals["saturated"] |= result["saturated"]

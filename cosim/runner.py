@@ -2,13 +2,18 @@
 
 One build folder per configuration and simulator (``build/cosim/<sim>/<config>``),
 reused by every test of that configuration; the Verilog is re-emitted and the
-simulator rebuilds only when the generated text changes.
+simulator rebuilds only when the generated text changes. Parallel test
+workers share the folder: the build holds a file lock, and each run works in
+a folder of its own (kept only when the run fails).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pickle
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,15 +56,33 @@ def _prepare_environment(simulator):
             raise CosimError("SIM=icarus needs iverilog on PATH (e.g. apt-get install iverilog)")
 
 
+@contextlib.contextmanager
+def _locked(path):
+    """Hold an exclusive lock on ``path`` (a file) while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def build(config, block="sparse_pe", simulator=None):
     """Emit ``block`` for ``config`` and build it; returns the build folder."""
-    from cocotb_tools.runner import get_runner
-
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     simulator = simulator or default_simulator()
     _prepare_environment(simulator)
     build_dir = BUILD_ROOT / simulator / config.name
+    with _locked(build_dir / "build.lock"):
+        _build_locked(config, block, simulator, build_dir)
+    return build_dir
+
+
+def _build_locked(config, block, simulator, build_dir):
+    from cocotb_tools.runner import get_runner
+
     rtl_dir = build_dir / "rtl"
     # Emit to a scratch folder and replace the file only when it changed, so
     # an unchanged design keeps its compiled simulator.
@@ -78,7 +101,6 @@ def build(config, block="sparse_pe", simulator=None):
     runner.build(sources=[target], hdl_toplevel=block, build_dir=build_dir / "sim",
                  always=changed, timescale=("1ns", "1ps"), build_args=build_args,
                  log_file=build_dir / "build.log")
-    return build_dir
 
 
 def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="run"):
@@ -92,11 +114,10 @@ def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="ru
 
     simulator = simulator or default_simulator()
     build_dir = build(config, block, simulator)
-    work = build_dir / "runs" / name
-    work.mkdir(parents=True, exist_ok=True)
+    (build_dir / "runs").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir / "runs"))
     job_path, result_path = work / "job.pkl", work / "result.pkl"
     job_path.write_bytes(pickle.dumps(job))
-    result_path.unlink(missing_ok=True)
     runner = get_runner(simulator)
     log = work / "sim.log"
     xml = runner.test(
@@ -111,5 +132,7 @@ def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="ru
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-60:]) \
             if log.exists() else "(no log)"
         raise CosimError(f"{test_module} failed on {config.name}/{simulator} "
-                         f"({failed} of {total} tests):\n{tail}")
-    return pickle.loads(result_path.read_bytes())
+                         f"({failed} of {total} tests; files kept in {work}):\n{tail}")
+    result = pickle.loads(result_path.read_bytes())
+    shutil.rmtree(work, ignore_errors=True)
+    return result

@@ -23,8 +23,8 @@ import numpy as np
 from hw.config import PHASE_CODES, AccelConfig
 from pruning import golden
 
-__all__ = ["RowTask", "OutputRow", "make_output_row", "layer_output_rows", "check_fits",
-           "Packer"]
+__all__ = ["RowTask", "OutputRow", "TaskTile", "make_output_row", "make_output_rows",
+           "row_tiling", "layer_output_rows", "check_fits", "Packer"]
 
 
 @dataclass(frozen=True)
@@ -81,20 +81,21 @@ class OutputRow:
 
 
 def check_fits(config, *, phase, stride, pad, kernel, in_width, out_width):
-    """ValueError naming the first parameter the PE of ``config`` cannot take."""
+    """ValueError naming the first layer-row parameter the PE of ``config`` cannot take.
+
+    Rows longer than ``max_row`` are fine: :func:`make_output_rows` tiles them.
+    """
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     if phase not in PHASE_CODES:
         raise ValueError(f"phase must be one of {', '.join(PHASE_CODES)}, not {phase!r}")
     limits = [("stride", stride, 1, config.max_stride), ("pad", pad, 0, config.max_pad),
-              ("kernel width", kernel, 1, config.max_kernel),
-              ("input row length", in_width, 1, config.max_row),
-              ("output row length", out_width, 1, config.max_row)]
+              ("kernel width", kernel, 1, config.max_kernel)]
     for name, value, low, high in limits:
         if not low <= value <= high:
             raise ValueError(f"{name} must be in {low}..{high} for config {config.name}, "
                              f"not {value}")
-    if golden.output_size(in_width, kernel, stride, pad) != out_width:
+    if in_width < 1 or golden.output_size(in_width, kernel, stride, pad) != out_width:
         raise ValueError(f"output row length {out_width} does not match input {in_width}, "
                          f"kernel {kernel}, stride {stride}, pad {pad}")
 
@@ -106,9 +107,107 @@ def _check_values(config, name, row):
                          f"{config.data_min}..{config.data_max}")
 
 
-def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width, mask=None,
-                    dense=False):
-    """Tasks and golden result of one output row.
+@dataclass(frozen=True)
+class TaskTile:
+    """The part of a primitive one task covers: slices of ``a`` and ``b`` and the task geometry."""
+
+    a_slice: slice
+    b_slice: slice
+    pad: int
+    in_width: int
+    out_width: int
+
+
+def row_tiling(config, phase, *, in_width, kernel, stride, pad):
+    """Split a layer row so every task fits ``max_row``.
+
+    Returns ``[(output_columns, [TaskTile, ...]), ...]``: FF and BP split the
+    output row into column tiles (one task tile per primitive each); WG keeps
+    its output row (the ``S`` taps) and splits each primitive's ``dy`` row
+    into column tiles that accumulate into it. Task tiles that reach only
+    padding are left out.
+    """
+    limit = config.max_row
+    out_width = golden.output_size(in_width, kernel, stride, pad)
+    if in_width <= limit and out_width <= limit:
+        # The whole row fits: one task per primitive with the layer's geometry.
+        out_columns = {"ff": out_width, "bp": in_width, "wg": kernel}[phase]
+        a_len = in_width if phase == "ff" else out_width
+        b_len = in_width if phase == "wg" else kernel
+        return [(slice(0, out_columns), [TaskTile(slice(0, a_len), slice(0, b_len), pad,
+                                                  in_width, out_width)])]
+    span = min(limit, (limit - kernel) // stride + 1)   # outputs whose inputs fit max_row
+
+    def input_window(f0, f1):
+        """Inputs of outputs f0..f1-1: slice start/stop, and the task pad."""
+        first = f0 * stride - pad
+        start, stop = max(0, first), min(in_width, (f1 - 1) * stride + kernel - pad)
+        return start, stop, start - first
+
+    if phase == "ff":
+        plan = []
+        for f0 in range(0, out_width, span):
+            f1 = min(out_width, f0 + span)
+            start, stop, tile_pad = input_window(f0, f1)
+            parts = [TaskTile(slice(start, stop), slice(0, kernel), tile_pad, stop - start,
+                              f1 - f0)] if stop > start else []
+            plan.append((slice(f0, f1), parts))
+        return plan
+    if phase == "wg":
+        parts = []
+        for f0 in range(0, out_width, span):
+            f1 = min(out_width, f0 + span)
+            start, stop, tile_pad = input_window(f0, f1)
+            if stop > start:
+                parts.append(TaskTile(slice(f0, f1), slice(start, stop), tile_pad, stop - start,
+                                      f1 - f0))
+        return [(slice(0, kernel), parts)]
+    # BP: output columns v0..v1-1 of dx take dy elements f with f*U + s - P in range.
+    width = limit
+    while width > 1 and -(-(width + kernel - 1) // stride) + 1 > limit:
+        width -= 1
+    plan = []
+    for v0 in range(0, in_width, width):
+        v1 = min(in_width, v0 + width)
+        f_lo = max(0, -(-(v0 + pad - kernel + 1) // stride))
+        f_hi = min(out_width - 1, (v1 - 1 + pad) // stride)
+        parts = []
+        if f_lo <= f_hi:
+            tile_pad = pad + v0 - f_lo * stride
+            if tile_pad < 0:
+                # Start earlier: the extra elements' outputs fall before v0 and are invalid.
+                back = -(-(-tile_pad) // stride)
+                f_lo, tile_pad = f_lo - back, tile_pad + back * stride
+            parts.append(TaskTile(slice(f_lo, f_hi + 1), slice(0, kernel), tile_pad, v1 - v0,
+                                  f_hi + 1 - f_lo))
+        plan.append((slice(v0, v1), parts))
+    return plan
+
+
+def task_slots(phase, a_len, kernel, *, stride, pad, in_width, out_width):
+    """``(a_index, b_index, o_index)`` of every MAC slot of one task, as the PE decodes it.
+
+    For streamed element ``i`` and tap ``s``: FF writes ``o = (i + P - s) / U``
+    when that divides, ``0 <= o < F``, reading ``b[s]``; BP writes
+    ``o = i*U + s - P``, ``0 <= o < W``, reading ``b[s]``; WG reads
+    ``b[i*U + s - P]`` (``0..W-1``) and writes ``o = s``. ``P``, ``W`` and
+    ``F`` are the task's fields, so the same rule serves a tile of a row.
+    """
+    i, s = np.meshgrid(np.arange(a_len), np.arange(kernel), indexing="ij")
+    if phase == "ff":
+        moved = i + pad - s
+        valid = (moved >= 0) & (moved % stride == 0) & (moved // stride < out_width)
+        return i[valid], s[valid], (moved // stride)[valid]
+    moved = i * stride + s - pad
+    valid = (moved >= 0) & (moved < in_width)
+    if phase == "bp":
+        return i[valid], s[valid], moved[valid]
+    return i[valid], moved[valid], s[valid]
+
+
+def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width, mask=None,
+                     dense=False):
+    """Tasks and golden results of one layer output row, tiled to fit ``max_row``.
 
     Parameters
     ----------
@@ -119,56 +218,95 @@ def make_output_row(config, phase, primitives, *, stride, pad, kernel, in_width,
         S and W of the layer row; F follows.
     mask : row or None
         BP output mask over W.
+
+    Returns
+    -------
+    list of (slice, OutputRow)
+        The output columns each PE output row holds, in order.
     """
     out_width = golden.output_size(in_width, kernel, stride, pad)
     check_fits(config, phase=phase, stride=stride, pad=pad, kernel=kernel, in_width=in_width,
                out_width=out_width)
     out_len = {"ff": out_width, "bp": in_width, "wg": kernel}[phase]
-    row_mask = None
+    row_mask = np.ones(in_width, np.int64) if phase == "bp" else None
     if phase == "bp" and mask is not None:
         row_mask = (np.asarray(mask) != 0).astype(np.int64)
+    rows = [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in primitives]
     expected = np.zeros(out_len, dtype=np.int64)
-    dense_macs = effectual_macs = 0
-    candidates = []
-    for a, b in primitives:
-        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    for a, b in rows:
         _check_values(config, "streamed row", a)
         _check_values(config, "stationary row", b)
-        golden_len = None if phase == "ff" else out_len
-        expected += golden.row_primitive(phase, a, b, stride, pad, golden_len, row_mask)
-        per_dense, per_effectual = golden.row_macs_per_element(phase, a, b, stride, pad,
-                                                               golden_len, row_mask)
-        dense_macs += int(per_dense.sum())
-        effectual_macs += int(per_effectual.sum())
-        indices = np.arange(a.size) if dense else np.flatnonzero(a)
-        if indices.size:
-            issued = per_dense if dense else per_effectual
-            candidates.append((a, b, indices, [int(issued[i]) for i in indices]))
-    if not candidates:
-        # No primitive has work (or none reaches this row, e.g. a stride
-        # skips it): one empty task closes the row, all zeros, no MACs.
-        candidates.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, int), []))
-    tasks, issued_per_task = [], []
-    stationary_len = config.max_row
-    mask_tuple = tuple(int(v) for v in row_mask) if row_mask is not None else (
-        (1,) * in_width if phase == "bp" else ())
-    for number, (a, b, indices, issued) in enumerate(candidates):
-        stationary = tuple(int(v) for v in b)
-        if len(stationary) > stationary_len:
-            raise ValueError(f"stationary row of length {len(stationary)} exceeds max_row "
-                             f"{stationary_len}")
-        tasks.append(RowTask(
-            phase=phase, stride=stride, pad=pad, kernel=kernel, in_width=in_width,
-            out_width=out_width, stationary=stationary, mask=mask_tuple, dense=dense,
-            row_last=number == len(candidates) - 1,
-            elements=tuple((int(a[i]), int(i)) for i in indices)))
-        issued_per_task.append(issued)
-    return OutputRow(tasks, expected, dense_macs, effectual_macs, issued_per_task)
+        expected += golden.row_primitive(phase, a, b, stride, pad,
+                                         None if phase == "ff" else out_len, row_mask)
+
+    result = []
+    for columns, parts in row_tiling(config, phase, in_width=in_width, kernel=kernel,
+                                     stride=stride, pad=pad):
+        tile_len = columns.stop - columns.start
+        tile_mask = row_mask[columns] if phase == "bp" else None
+        computed = np.zeros(tile_len, dtype=np.int64)
+        dense_macs = effectual_macs = 0
+        candidates = []
+        for a, b in rows:
+            for part in parts:
+                a_tile, b_tile = a[part.a_slice], b[part.b_slice]
+                a_index, b_index, o_index = task_slots(
+                    phase, a_tile.size, kernel, stride=stride, pad=part.pad,
+                    in_width=part.in_width, out_width=part.out_width)
+                effectual = (a_tile[a_index] != 0) & (b_tile[b_index] != 0)
+                if tile_mask is not None:
+                    effectual &= tile_mask[o_index] != 0
+                np.add.at(computed, o_index[effectual],
+                          a_tile[a_index[effectual]] * b_tile[b_index[effectual]])
+                per_dense = np.bincount(a_index, minlength=a_tile.size)
+                per_effectual = np.bincount(a_index[effectual], minlength=a_tile.size)
+                dense_macs += int(per_dense.sum())
+                effectual_macs += int(per_effectual.sum())
+                indices = np.arange(a_tile.size) if dense else np.flatnonzero(a_tile)
+                if indices.size:
+                    issued = per_dense if dense else per_effectual
+                    candidates.append((a_tile, b_tile, part, indices,
+                                       [int(issued[i]) for i in indices]))
+        # The tiling is host arithmetic; check it against the golden row first.
+        if not np.array_equal(computed, expected[columns]):
+            raise RuntimeError(f"internal error: the tiling of a {phase} row (W {in_width}, "
+                               f"S {kernel}, U {stride}, P {pad}) does not add up to the golden row")
+        if not candidates:
+            # No primitive has work (or none reaches this row, e.g. a stride
+            # skips it): one empty task closes the row, all zeros, no MACs.
+            candidates.append((np.zeros(0, np.int64), np.zeros(0, np.int64),
+                               TaskTile(slice(0, 0), slice(0, 0), 0, tile_len if phase == "bp"
+                                        else 1, tile_len if phase == "ff" else 1),
+                               np.zeros(0, int), []))
+        tasks, issued_per_task = [], []
+        mask_tuple = tuple(int(v) for v in tile_mask) if tile_mask is not None else ()
+        for number, (a_tile, b_tile, part, indices, issued) in enumerate(candidates):
+            tasks.append(RowTask(
+                phase=phase, stride=stride, pad=part.pad, kernel=kernel, in_width=part.in_width,
+                out_width=part.out_width, stationary=tuple(int(v) for v in b_tile),
+                mask=mask_tuple, dense=dense, row_last=number == len(candidates) - 1,
+                elements=tuple((int(a_tile[i]), int(i)) for i in indices)))
+            issued_per_task.append(issued)
+        result.append((columns, OutputRow(tasks, expected[columns].copy(), dense_macs,
+                                          effectual_macs, issued_per_task)))
+    return result
+
+
+def make_output_row(config, phase, primitives, **geometry):
+    """:func:`make_output_rows` for a row that needs no tiling: one :class:`OutputRow`."""
+    tiles = make_output_rows(config, phase, primitives, **geometry)
+    if len(tiles) != 1:
+        raise ValueError(f"this row needs {len(tiles)} tiles for max_row {config.max_row}; "
+                         f"use make_output_rows")
+    return tiles[0][1]
 
 
 def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
                       dense=False, rows=None, input_hw=None, kernel_hw=None):
-    """Every output row of a layer phase, in order, as :class:`OutputRow`.
+    """Every output row of a layer phase, in order: ``((i, j, k, columns), OutputRow)``.
+
+    ``(i, j, k)`` names the output row and ``columns`` the slice of it that
+    the :class:`OutputRow` holds (rows longer than ``max_row`` are tiled).
 
     FF rows ``y[n,k,e]`` accumulate over ``(c, r)``; BP rows ``dx[n,c,h]``
     over ``(k, r)`` with ``e = (h + P - r) / U``; WG rows ``dw[k,c,r]`` over
@@ -214,8 +352,10 @@ def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stri
                           for n in range(n_len) for e in range(e_len)
                           if 0 <= e * stride + r - pad < h_len]
             row_mask = None
-        yield key, make_output_row(config, phase, primitives, stride=stride, pad=pad,
-                                   kernel=s_len, in_width=w_len, mask=row_mask, dense=dense)
+        for columns, row in make_output_rows(config, phase, primitives, stride=stride, pad=pad,
+                                             kernel=s_len, in_width=w_len, mask=row_mask,
+                                             dense=dense):
+            yield (*key, columns), row
 
 
 class Packer:

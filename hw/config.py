@@ -119,8 +119,15 @@ class AccelConfig:
         return _bits_for(self.max_stride)
 
     @property
+    def task_pad_max(self):
+        """Largest pad a PE task carries: a layer's ``max_pad``, or up to
+        ``max(S, U) - 1`` for a tile of a row longer than ``max_row``."""
+        return max(self.max_pad, self.max_kernel - 1, self.max_stride - 1)
+
+    @property
     def pad_width(self):
-        return _bits_for(self.max_pad)
+        """Bits of a task's pad field (0..task_pad_max)."""
+        return _bits_for(self.task_pad_max)
 
     @property
     def data_min(self):

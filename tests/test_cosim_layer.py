@@ -72,7 +72,6 @@ def test_all_zero_input():
     (dict(w=np.ones((2, 4, 3, 3), int)), "w has 4 input channels but x has 3"),
     (dict(x=np.full((1, 3, 5, 5), 1 << 20)), "outside the 16-bit range"),
     (dict(w=None), "phase ff needs w"),
-    (dict(x=np.ones((1, 3, 5, 40), int)), "exceed max_row 16 of the small preset"),
     (dict(w=np.ones((2, 3, 12, 12), int)), "unsupported kernel 12x12"),
     (dict(x=np.ones((1, 3, 5, 5))), "x must hold integers, not float64"),
 ])
@@ -124,3 +123,26 @@ def test_command_line_contract(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == "error: x must hold integers, not float64"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_layers_wider_than_max_row_are_tiled(phase):
+    """Rows of 37 and 40 elements on the small preset (max_row 16): tiled, never refused."""
+    rng = np.random.default_rng(40)
+    for kernel, stride, pad, hw in [((3, 3), 1, 1, (3, 37)), ((5, 11), 2, 5, (6, 40)),
+                                    ((1, 1), 4, 0, (2, 37))]:
+        x = sparse(rng, (1, 2, *hw), 0.6)
+        w = sparse(rng, (2, 2, *kernel), 0.9)
+        out_hw = [golden.output_size(i, r, stride, pad) for i, r in zip(hw, kernel)]
+        dy = sparse(rng, (1, 2, *out_hw), 0.4)
+        mask = (x > 0) if phase == "bp" else None
+        output, stats = run_layer(SMALL, phase, x=x, w=w if phase != "wg" else None,
+                                  dy=None if phase == "ff" else dy, mask=mask, stride=stride,
+                                  pad=pad, kernel=kernel)
+        expected = {"ff": lambda: golden.conv_ff(x, w, stride, pad),
+                    "bp": lambda: golden.conv_bp(dy, w, stride, pad, hw, mask=mask),
+                    "wg": lambda: golden.conv_wg(x, dy, stride, pad, kernel)}[phase]()
+        assert np.array_equal(output, expected), (phase, kernel, stride, pad)
+        dense, effectual = golden.count_macs(phase, x=x, w=w, dy=dy, mask=mask, stride=stride,
+                                             pad=pad)
+        assert (stats["dense_macs"], stats["effectual_macs"]) == (dense, effectual)

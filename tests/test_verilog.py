@@ -32,7 +32,6 @@ def test_gen_command_reports_bad_block(tmp_path, capsys):
 @pytest.mark.parametrize("changes,message", [
     (dict(stride=5), "stride must be in 1..4 for config small, not 5"),
     (dict(kernel=12, out_width=5), "kernel width must be in 1..11 for config small, not 12"),
-    (dict(in_width=17, out_width=17), "input row length must be in 1..16 for config small, not 17"),
     (dict(pad=6, out_width=26), "pad must be in 0..5 for config small, not 6"),
     (dict(out_width=9), "output row length 9 does not match input 16"),
     (dict(phase="fw"), "phase must be one of ff, bp, wg, not 'fw'"),
