@@ -1,4 +1,4 @@
-"""Host side of the PE co-simulation: output rows -> packed jobs -> checked results."""
+"""Host side of the PE and array co-simulation: output rows -> packed jobs -> results."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hw.pe import overhead_bound
 
 from . import runner
 
-__all__ = ["make_run", "run_rows"]
+__all__ = ["make_run", "run_rows", "make_array_run", "run_array"]
 
 
 def make_run(config, rows, *, label, patterns=None, seed=0, check_cycles=None):
@@ -27,7 +27,7 @@ def make_run(config, rows, *, label, patterns=None, seed=0, check_cycles=None):
         "label": label,
         "tasks": [packer.task(task) for task in tasks],
         "elements": [bits for task in tasks for bits in packer.beats(task)],
-        "rows": [[int(v) for v in row.expected] for row in rows],
+        "expected": [[[int(v) for v in row.expected] for row in rows]],
         "patterns": patterns or {},
         "seed": seed,
         "issue_cycles": issue,
@@ -39,11 +39,58 @@ def make_run(config, rows, *, label, patterns=None, seed=0, check_cycles=None):
 
 def run_rows(config, runs, *, simulator=None, name="pe"):
     """Run job entries (from :func:`make_run`) on the PE's Verilog; returns their results."""
-    packer = Packer(config)
-    value_field = packer.result_layout["value"]
+    layout = Packer(config).result_layout
     job = {
-        "result_value": (value_field.offset, value_field.width),
-        "result_last": packer.result_layout["last"].offset,
+        "result_lanes": [(None, layout["value"].offset, layout["value"].width,
+                          layout["last"].offset)],
         "runs": runs,
     }
     return runner.run(config, "cosim.test_pe", job, simulator=simulator, name=name)
+
+
+def make_array_run(config, groups, *, label, patterns=None, seed=0):
+    """One job entry for the PE array: ``groups`` of aligned rows, one per PE.
+
+    ``groups`` is a list of lists: each inner list holds one
+    :class:`~gen.primitives.OutputRow` per PE, rows that share their streamed
+    rows (from :meth:`gen.primitives.LayerRows.groups`).
+    """
+    packer = Packer(config)
+    bundles, beats = [], []
+    for rows in groups:
+        if len(rows) != config.pes:
+            raise ValueError(f"a group needs {config.pes} rows, one per PE, not {len(rows)}")
+        for tasks in zip(*(row.tasks for row in rows)):
+            bundles.append(packer.bundle(tasks))
+            beats.extend(packer.beats(tasks[0]))
+    issue = max(sum(rows[pe].issue_cycles(config.lanes) for rows in groups)
+                for pe in range(config.pes))
+    outputs = sum(row.out_len for rows in groups for row in rows)
+    return {
+        "label": label, "tasks": bundles, "elements": beats,
+        "expected": [[[int(v) for v in rows[pe].expected] for rows in groups]
+                     for pe in range(config.pes)],
+        "patterns": patterns or {}, "seed": seed,
+        "issue_cycles": issue, "cycle_limit": None,
+        "max_cycles": 20 * (sum(r.issue_cycles(config.lanes) for g in groups for r in g)
+                            + len(bundles) + outputs) + 1000,
+    }
+
+
+def run_array(config, runs, *, simulator=None, name="array"):
+    """Run job entries (from :func:`make_array_run`) on the PE array's Verilog."""
+    from hw.layouts import array_result_layout
+
+    lanes = array_result_layout(config)["lanes"]
+    lane = lanes.shape.elem_shape
+    width = lane.size
+    job = {
+        "result_lanes": [(lanes.offset + pe * width + lane["valid"].offset,
+                          lanes.offset + pe * width + lane["value"].offset,
+                          lane["value"].width,
+                          lanes.offset + pe * width + lane["last"].offset)
+                         for pe in range(config.pes)],
+        "runs": runs,
+    }
+    return runner.run(config, "cosim.test_pe", job, block="pe_array", simulator=simulator,
+                      name=name)

@@ -1,7 +1,9 @@
-"""cocotb test bench of the SparsePE Verilog: clock, reset, stream drivers, monitor.
+"""cocotb test bench of the PE and PE array Verilog: clock, reset, stream drivers, monitor.
 
-Runs *jobs* made on the host side (:mod:`cosim.pe_jobs`): packed task and
-element beats, the expected rows from the golden model, the flow-control
+Both blocks have the same ports: a ``task`` stream, an ``operand`` stream and
+a ``result`` stream (the array tags each result with its PE). The bench runs
+*jobs* made on the host side (:mod:`cosim.pe_jobs`): packed task and operand
+beats, the expected rows per PE from the golden model, the flow-control
 patterns and the cycle limit. It imports neither Amaranth nor the golden
 model: it drives bits and compares integers.
 """
@@ -69,19 +71,23 @@ class TB:
                     break
             valid.value = 0
 
-    async def _receive(self, count, pattern, value_field, last_offset, max_cycles, start):
+    async def _receive(self, count, pattern, job, max_cycles, start):
         dut = self.dut
-        offset, width = value_field
+        # Lanes of a result beat: (valid bit offset or None, value offset, width, last offset).
+        lanes = job["result_lanes"]
         outputs = []
         while len(outputs) < count:
             dut.result__ready.value = next(pattern)
             await ReadOnly()
             if int(dut.result__valid.value) and int(dut.result__ready.value):
                 bits = int(dut.result__payload.value)
-                value = (bits >> offset) & ((1 << width) - 1)
-                if value >> (width - 1):
-                    value -= 1 << width
-                outputs.append((value, (bits >> last_offset) & 1))
+                for pe, (valid_offset, offset, width, last_offset) in enumerate(lanes):
+                    if valid_offset is not None and not (bits >> valid_offset) & 1:
+                        continue
+                    value = (bits >> offset) & ((1 << width) - 1)
+                    if value >> (width - 1):
+                        value -= 1 << width
+                    outputs.append((pe, value, (bits >> last_offset) & 1))
             await RisingEdge(dut.clk)
             if self.cycle - start > max_cycles:
                 raise AssertionError(f"timeout: {len(outputs)} of {count} outputs after "
@@ -98,32 +104,39 @@ class TB:
         cocotb.start_soon(self._send("task", run["tasks"], _pattern(patterns.get("task"), rng)))
         cocotb.start_soon(self._send("operand", run["elements"],
                                      _pattern(patterns.get("element"), rng)))
-        rows = run["rows"]
+        expected_per_pe = run["expected"]
         outputs = await self._receive(
-            sum(len(row) for row in rows), _pattern(patterns.get("result"), rng),
-            job["result_value"], job["result_last"], run["max_cycles"], start)
+            sum(len(row) for rows in expected_per_pe for row in rows),
+            _pattern(patterns.get("result"), rng), job, run["max_cycles"], start)
         # The last output was accepted at the edge just passed.
         cycles = self.cycle - start
         await RisingEdge(self.dut.clk)
         await RisingEdge(self.dut.clk)
-        counters = {name: int(getattr(self.dut, name).value) for name in self.COUNTERS}
-        per_row, position = [], 0
-        for number, expected in enumerate(rows):
-            chunk = outputs[position:position + len(expected)]
-            position += len(expected)
-            values = [v for v, _ in chunk]
-            lasts = [last for _, last in chunk]
-            if values != list(expected):
-                first = next(i for i, (a, b) in enumerate(zip(values, expected)) if a != b)
-                raise AssertionError(
-                    f"{run['label']}: row {number} differs first at output {first}: "
-                    f"RTL {values[first]}, golden {expected[first]} "
-                    f"(RTL row {values}, golden row {list(expected)})")
-            if lasts != [0] * (len(expected) - 1) + [1]:
-                raise AssertionError(f"{run['label']}: row {number} has last flags {lasts}")
-            per_row.append(values)
+        counters = {name: int(getattr(self.dut, name).value) for name in self.COUNTERS
+                    if hasattr(self.dut, name)}
+        per_pe = []
+        for pe, rows in enumerate(expected_per_pe):
+            mine = [(value, last) for tag, value, last in outputs if tag == pe]
+            per_row, position = [], 0
+            for number, expected in enumerate(rows):
+                chunk = mine[position:position + len(expected)]
+                position += len(expected)
+                values = [v for v, _ in chunk]
+                lasts = [last for _, last in chunk]
+                if values != list(expected):
+                    first = next((i for i, (a, b) in enumerate(zip(values, expected)) if a != b),
+                                 len(values))
+                    raise AssertionError(
+                        f"{run['label']}: PE {pe} row {number} differs first at output {first}: "
+                        f"RTL row {values}, golden row {list(expected)}")
+                if lasts != [0] * (len(expected) - 1) + [1]:
+                    raise AssertionError(f"{run['label']}: PE {pe} row {number} has last "
+                                         f"flags {lasts}")
+                per_row.append(values)
+            per_pe.append(per_row)
         limit = run.get("cycle_limit")
         if limit is not None and cycles > limit:
             raise AssertionError(f"{run['label']}: {cycles} cycles, more than the documented "
                                  f"bound {limit} (issue cycles + overhead)")
-        return {"outputs": per_row, "cycles": cycles, **counters}
+        return {"outputs": per_pe[0] if len(per_pe) == 1 else per_pe, "per_pe": per_pe,
+                "cycles": cycles, **counters}

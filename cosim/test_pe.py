@@ -1,4 +1,4 @@
-"""cocotb tests of the SparsePE Verilog; the job comes from the host side (cosim.pe_jobs)."""
+"""cocotb test of the SparsePE or PEArray Verilog; the job comes from the host (cosim.pe_jobs)."""
 
 import os
 import pickle
@@ -15,8 +15,9 @@ async def run_job(dut):
     tb = TB(dut)
     results = []
     for run in job["runs"]:
-        dut._log.info("run %s: %d tasks, %d elements, %d rows", run["label"], len(run["tasks"]),
-                      len(run["elements"]), len(run["rows"]))
+        dut._log.info("run %s: %d tasks, %d operand beats, %d rows", run["label"],
+                      len(run["tasks"]), len(run["elements"]),
+                      sum(len(rows) for rows in run["expected"]))
         results.append(await tb.run(run, job))
     with open(os.environ["COSIM_RESULT"], "wb") as f:
         pickle.dump(results, f)

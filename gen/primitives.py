@@ -24,7 +24,7 @@ from hw.config import PHASE_CODES, AccelConfig
 from pruning import golden
 
 __all__ = ["RowTask", "OutputRow", "TaskTile", "make_output_row", "make_output_rows",
-           "row_tiling", "layer_output_rows", "check_fits", "Packer"]
+           "row_tiling", "LayerRows", "layer_output_rows", "check_fits", "Packer"]
 
 
 @dataclass(frozen=True)
@@ -301,61 +301,111 @@ def make_output_row(config, phase, primitives, **geometry):
     return tiles[0][1]
 
 
-def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
-                      dense=False, rows=None, input_hw=None, kernel_hw=None):
-    """Every output row of a layer phase, in order: ``((i, j, k, columns), OutputRow)``.
-
-    ``(i, j, k)`` names the output row and ``columns`` the slice of it that
-    the :class:`OutputRow` holds (rows longer than ``max_row`` are tiled).
+class LayerRows:
+    """The output rows of one layer phase and the primitives that feed each.
 
     FF rows ``y[n,k,e]`` accumulate over ``(c, r)``; BP rows ``dx[n,c,h]``
     over ``(k, r)`` with ``e = (h + P - r) / U``; WG rows ``dw[k,c,r]`` over
-    ``(n, e)``. ``rows`` optionally selects output rows by their position in
-    that order (a list of ints), to run a sample of a large layer. BP takes
-    the input size from ``input_hw``, ``mask`` or ``x``; WG the kernel size
-    from ``kernel_hw`` or ``w``.
+    ``(n, e)``. A row is named by a key ``(i, j, l)`` in that order; ``j`` is
+    the channel (FF ``k``, BP and WG ``c``) along which rows share their
+    streamed rows, which is how the PE array splits them. BP takes the input
+    size from ``input_hw``, ``mask`` or ``x``; WG the kernel size from
+    ``kernel_hw`` or ``w``.
     """
-    if phase == "ff":
-        n_len, c_len, h_len, w_len = x.shape
-        k_len, _, r_len, s_len = w.shape
-        e_len = golden.output_size(h_len, r_len, stride, pad)
-        keys = itertools.product(range(n_len), range(k_len), range(e_len))
-    elif phase == "bp":
-        n_len, k_len, e_len, _ = dy.shape
-        _, c_len, r_len, s_len = w.shape
-        h_len, w_len = input_hw or (mask.shape[2:] if mask is not None else x.shape[2:])
-        keys = itertools.product(range(n_len), range(c_len), range(h_len))
-    else:
-        n_len, c_len, h_len, w_len = x.shape
-        k_len, e_len = dy.shape[1], dy.shape[2]
-        r_len, s_len = kernel_hw or w.shape[2:]
-        keys = itertools.product(range(k_len), range(c_len), range(r_len))
-    keys = list(keys)
-    selected = range(len(keys)) if rows is None else rows
-    for position in selected:
-        key = keys[position]
+
+    def __init__(self, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
+                 input_hw=None, kernel_hw=None):
+        self.phase, self.x, self.w, self.dy, self.mask = phase, x, w, dy, mask
+        self.stride, self.pad = stride, pad
         if phase == "ff":
-            n, k, e = key
-            primitives = [(x[n, c, e * stride + r - pad], w[k, c, r])
-                          for c in range(c_len) for r in range(r_len)
-                          if 0 <= e * stride + r - pad < h_len]
-            row_mask = None
+            n_len, c_len, h_len, w_len = x.shape
+            k_len, _, r_len, s_len = w.shape
+            e_len = golden.output_size(h_len, r_len, stride, pad)
+            self.shape = (n_len, k_len, e_len)
         elif phase == "bp":
-            n, c, h = key
-            primitives = [(dy[n, k, (h + pad - r) // stride], w[k, c, r])
-                          for k in range(k_len) for r in range(r_len)
-                          if (h + pad - r) % stride == 0 and 0 <= (h + pad - r) // stride < e_len]
-            row_mask = mask[n, c, h] if mask is not None else None
+            n_len, k_len, e_len, _ = dy.shape
+            _, c_len, r_len, s_len = w.shape
+            h_len, w_len = input_hw or (mask.shape[2:] if mask is not None else x.shape[2:])
+            self.shape = (n_len, c_len, h_len)
         else:
-            k, c, r = key
-            primitives = [(dy[n, k, e], x[n, c, e * stride + r - pad])
-                          for n in range(n_len) for e in range(e_len)
-                          if 0 <= e * stride + r - pad < h_len]
-            row_mask = None
-        for columns, row in make_output_rows(config, phase, primitives, stride=stride, pad=pad,
-                                             kernel=s_len, in_width=w_len, mask=row_mask,
-                                             dense=dense):
-            yield (*key, columns), row
+            n_len, c_len, h_len, w_len = x.shape
+            k_len, e_len = dy.shape[1], dy.shape[2]
+            r_len, s_len = kernel_hw or w.shape[2:]
+            self.shape = (k_len, c_len, r_len)
+        self.n_len, self.k_len, self.c_len = n_len, k_len, c_len
+        self.h_len, self.w_len, self.e_len = h_len, w_len, e_len
+        self.r_len, self.s_len = r_len, s_len
+
+    @property
+    def keys(self):
+        return list(itertools.product(*(range(n) for n in self.shape)))
+
+    def primitives(self, key):
+        """``([(a, b), ...], mask_row)`` of the output row ``key``."""
+        stride, pad = self.stride, self.pad
+        if self.phase == "ff":
+            n, k, e = key
+            return [(self.x[n, c, e * stride + r - pad], self.w[k, c, r])
+                    for c in range(self.c_len) for r in range(self.r_len)
+                    if 0 <= e * stride + r - pad < self.h_len], None
+        if self.phase == "bp":
+            n, c, h = key
+            return [(self.dy[n, k, (h + pad - r) // stride], self.w[k, c, r])
+                    for k in range(self.k_len) for r in range(self.r_len)
+                    if (h + pad - r) % stride == 0
+                    and 0 <= (h + pad - r) // stride < self.e_len], \
+                (self.mask[n, c, h] if self.mask is not None else None)
+        k, c, r = key
+        return [(self.dy[n, k, e], self.x[n, c, e * stride + r - pad])
+                for n in range(self.n_len) for e in range(self.e_len)
+                if 0 <= e * stride + r - pad < self.h_len], None
+
+    def tiles(self, config, key, *, dense=False, idle=False):
+        """``[(columns, OutputRow), ...]`` of row ``key``; ``idle``: the same streamed
+        rows with zero stationary rows (a PE without a row of its own in a group)."""
+        primitives, row_mask = self.primitives(key)
+        if idle:
+            primitives = [(a, np.zeros_like(b)) for a, b in primitives]
+        return make_output_rows(config, self.phase, primitives, stride=self.stride,
+                                pad=self.pad, kernel=self.s_len, in_width=self.w_len,
+                                mask=row_mask, dense=dense)
+
+    def groups(self, config, pes, *, dense=False):
+        """Rows for a ``pes``-PE array, in order: ``(keys, columns, [OutputRow per PE])``.
+
+        The rows of one group differ only in the channel ``j``, so they share
+        every streamed row. ``keys[p]`` is None where PE ``p`` has no row of
+        its own (the last group of a channel count that ``pes`` does not
+        divide): it gets zero stationary rows and its results are dropped.
+        """
+        outer, channels, inner = self.shape
+        for i in range(outer):
+            for l in range(inner):
+                for first in range(0, channels, pes):
+                    members = [(i, j, l) for j in range(first, min(first + pes, channels))]
+                    per_pe = [self.tiles(config, key, dense=dense) for key in members]
+                    per_pe += [self.tiles(config, members[0], dense=dense, idle=True)] \
+                        * (pes - len(members))
+                    keys = members + [None] * (pes - len(members))
+                    for position, (columns, _) in enumerate(per_pe[0]):
+                        yield keys, columns, [tiles[position][1] for tiles in per_pe]
+
+
+def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
+                      dense=False, rows=None, input_hw=None, kernel_hw=None):
+    """Every output row of a layer phase, in order: ``((i, j, l, columns), OutputRow)``.
+
+    ``(i, j, l)`` names the output row (see :class:`LayerRows`) and ``columns``
+    the slice of it that the :class:`OutputRow` holds (rows longer than
+    ``max_row`` are tiled). ``rows`` optionally selects output rows by their
+    position in that order (a list of ints), to run a sample of a large layer.
+    """
+    layer = LayerRows(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
+                      input_hw=input_hw, kernel_hw=kernel_hw)
+    keys = layer.keys
+    for position in (range(len(keys)) if rows is None else rows):
+        for columns, row in layer.tiles(config, keys[position], dense=dense):
+            yield (*keys[position], columns), row
 
 
 class Packer:
@@ -376,14 +426,39 @@ class Packer:
         return self._const.cast(layout.const(values).as_value()).value
 
     def task(self, task):
-        config = self._config
-        stationary = list(task.stationary) + [0] * (config.max_row - len(task.stationary))
-        mask_bits = sum(1 << i for i, bit in enumerate(task.mask) if bit)
-        return self._bits(self.task_layout, {
+        return self._bits(self.task_layout, self._task_values(task))
+
+    def _padded(self, row):
+        return list(row) + [0] * (self._config.max_row - len(row))
+
+    @staticmethod
+    def _mask_bits(mask):
+        return sum(1 << i for i, bit in enumerate(mask) if bit)
+
+    def _task_values(self, task):
+        stationary = self._padded(task.stationary)
+        mask_bits = self._mask_bits(task.mask)
+        return ({
             "phase": self._phase[task.phase], "dense": int(task.dense), "empty": int(task.empty),
             "row_last": int(task.row_last), "stride": task.stride, "pad": task.pad,
             "kernel": task.kernel, "in_width": task.in_width, "out_width": task.out_width,
             "mask": mask_bits, "stationary": stationary,
+        })
+
+    def bundle(self, tasks):
+        """One array bundle from the aligned tasks of all PEs (shared geometry)."""
+        from hw.layouts import bundle_layout
+
+        first = tasks[0]
+        shared = ("phase", "stride", "pad", "kernel", "in_width", "out_width", "dense",
+                  "row_last", "elements")
+        for task in tasks[1:]:
+            if any(getattr(task, name) != getattr(first, name) for name in shared):
+                raise ValueError("tasks of one bundle must share geometry and streamed elements")
+        return self._bits(bundle_layout(self._config), {
+            "task": self._task_values(first),
+            "stationary": [self._padded(task.stationary) for task in tasks],
+            "mask": [self._mask_bits(task.mask) for task in tasks],
         })
 
     def beats(self, task):

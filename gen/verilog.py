@@ -38,8 +38,13 @@ def _pe(config):
     return SparsePE(config)
 
 
-# Top-level module name -> constructor. Later blocks (array, top) join here.
-BLOCKS = {"sparse_pe": _pe}
+def _array(config):
+    from hw.array import PEArray
+    return PEArray(config)
+
+
+# Top-level module name -> constructor. Later blocks (top level) join here.
+BLOCKS = {"sparse_pe": _pe, "pe_array": _array}
 
 
 def emit(config, out_dir, blocks=None):

@@ -69,6 +69,9 @@ class AccelConfig:
         Bits of the performance counters.
     pe_rows, pe_cols : int
         Size of the PE array.
+    array_queue_depth : int
+        Entries of each PE's task queue and operand queue in the array: how
+        far a PE may run ahead of the slowest one on the shared broadcast.
     """
 
     data_width: int = 16
@@ -83,6 +86,7 @@ class AccelConfig:
     counter_width: int = 48
     pe_rows: int = 4
     pe_cols: int = 4
+    array_queue_depth: int = 32
 
     def __post_init__(self):
         _check_int("data_width", self.data_width, 2, 32)
@@ -101,6 +105,7 @@ class AccelConfig:
         _check_int("counter_width", self.counter_width, 16, 64)
         _check_int("pe_rows", self.pe_rows, 1, 64)
         _check_int("pe_cols", self.pe_cols, 1, 64)
+        _check_int("array_queue_depth", self.array_queue_depth, 1, 256)
 
     # -- derived widths, used by the hardware and the host alike --------------
 
@@ -128,6 +133,11 @@ class AccelConfig:
     def pad_width(self):
         """Bits of a task's pad field (0..task_pad_max)."""
         return _bits_for(self.task_pad_max)
+
+    @property
+    def pes(self):
+        """PEs in the array."""
+        return self.pe_rows * self.pe_cols
 
     @property
     def data_min(self):

@@ -9,7 +9,8 @@ from amaranth.lib import data, enum
 
 from .config import PHASE_CODES
 
-__all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout"]
+__all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
+           "bundle_layout", "array_result_layout"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -86,4 +87,34 @@ def window_layout(config):
         "target": data.ArrayLayout(unsigned(config.index_width), slots),
         "row_last": unsigned(1),
         "out_len": unsigned(config.index_width),
+    })
+
+
+def bundle_layout(config):
+    """One row primitive for every PE of the array: shared geometry, own rows.
+
+    ``task`` holds the fields all PEs share (its ``stationary`` and ``mask``
+    are ignored); PE ``p`` gets ``stationary[p]`` and ``mask[p]``.
+    """
+    pes = config.pes
+    return data.StructLayout({
+        "task": task_layout(config),
+        "stationary": data.ArrayLayout(data.ArrayLayout(signed(config.data_width),
+                                                        config.max_row), pes),
+        "mask": data.ArrayLayout(unsigned(config.max_row), pes),
+    })
+
+
+def array_result_layout(config):
+    """One beat of the array's outputs: a lane per PE, each with its own valid bit.
+
+    All PEs drain in parallel (as into a banked output buffer): a beat
+    carries the next output of every PE that has one.
+    """
+    return data.StructLayout({
+        "lanes": data.ArrayLayout(data.StructLayout({
+            "valid": unsigned(1),
+            "value": signed(config.acc_width),
+            "last": unsigned(1),
+        }), config.pes),
     })

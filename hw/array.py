@@ -1,0 +1,145 @@
+"""PE array: one broadcast streamed row, one stationary row per PE, decoupling queues.
+
+The PEs of the array compute output rows that share their streamed rows
+(SPEC section 5, reuse): in FF, rows ``y[n, k, e]`` of different output
+channels ``k`` read the same input rows; in BP, rows ``dx[n, c, h]`` of
+different input channels ``c`` read the same ``dy`` rows; in WG, rows
+``dw[k, c, r]`` of different ``c`` read the same ``dy`` rows. So every
+streamed beat is read once and broadcast to all PEs, while each PE gets its
+own stationary row (and BP mask) through a *bundle*: one task for all PEs.
+
+Sparse PEs that share a broadcast finish at different times (their windows
+hold different numbers of effectual MACs). Each PE therefore takes its tasks
+and beats from its own queues of ``array_queue_depth`` entries; the broadcast
+advances when every queue has room, so a PE waits for the slowest only when
+it is a whole queue ahead. Partial sums accumulate over time inside each PE.
+Results leave through one stream whose beats carry a lane per PE: all PEs
+drain in parallel, as into a banked output buffer.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import array_result_layout, bundle_layout, element_layout, task_layout
+from .pe import SparsePE
+
+__all__ = ["PEArray"]
+
+
+class PEArray(wiring.Component):
+    """``pe_rows x pe_cols`` sparse PEs behind one broadcast.
+
+    Parameters
+    ----------
+    config : AccelConfig
+
+    Attributes
+    ----------
+    task : In(stream.Signature(bundle_layout))
+        One bundle per row primitive: shared geometry, a stationary row and a
+        mask per PE.
+    operand : In(stream.Signature(element_layout))
+        The streamed beats of each non-empty primitive, broadcast to all PEs.
+    result : Out(stream.Signature(array_result_layout))
+        A lane per PE with its own valid bit; a PE's rows in order.
+    busy_cycles : Out
+        Cycles in which at least one PE issued a MAC.
+    issued_macs, effectual_macs : Out
+        Sums over the PEs.
+    saturated : Out
+        Any PE saturated.
+    idle : Out
+        All PEs and queues are empty.
+    """
+
+    def __init__(self, config):
+        self._config = config
+        counter = config.counter_width
+        super().__init__({
+            "task": In(stream.Signature(bundle_layout(config))),
+            "operand": In(stream.Signature(element_layout(config))),
+            "result": Out(stream.Signature(array_result_layout(config))),
+            "busy_cycles": Out(counter),
+            "issued_macs": Out(counter),
+            "effectual_macs": Out(counter),
+            "saturated": Out(1),
+            "idle": Out(1),
+        })
+
+    @property
+    def config(self):
+        return self._config
+
+    def elaborate(self, platform):
+        config = self._config
+        pes = config.pes
+        depth = config.array_queue_depth
+        m = Module()
+        task_shape = task_layout(config)
+        beat_shape = element_layout(config)
+
+        task_queues, beat_queues, units = [], [], []
+        for number in range(pes):
+            unit = SparsePE(config)
+            task_queue = fifo.SyncFIFOBuffered(width=task_shape.size, depth=depth)
+            beat_queue = fifo.SyncFIFOBuffered(width=beat_shape.size, depth=depth)
+            m.submodules[f"pe_{number}"] = unit
+            m.submodules[f"task_queue_{number}"] = task_queue
+            m.submodules[f"beat_queue_{number}"] = beat_queue
+            units.append(unit)
+            task_queues.append(task_queue)
+            beat_queues.append(beat_queue)
+
+            # This PE's task: the shared fields with its own stationary row and mask.
+            own_task = Signal(task_shape, name=f"task_{number}")
+            m.d.comb += [
+                own_task.eq(self.task.payload.task),
+                own_task.stationary.eq(self.task.payload.stationary[number]),
+                own_task.mask.eq(self.task.payload.mask[number]),
+                task_queue.w_data.eq(own_task),
+                task_queue.w_en.eq(self.task.valid & self.task.ready),
+                beat_queue.w_data.eq(self.operand.payload),
+                beat_queue.w_en.eq(self.operand.valid & self.operand.ready),
+                # Queue -> PE.
+                unit.task.payload.eq(task_queue.r_data),
+                unit.task.valid.eq(task_queue.r_rdy),
+                task_queue.r_en.eq(unit.task.ready),
+                unit.operand.payload.eq(beat_queue.r_data),
+                unit.operand.valid.eq(beat_queue.r_rdy),
+                beat_queue.r_en.eq(unit.operand.ready),
+            ]
+
+        # The broadcast advances only when every PE's queue has room.
+        m.d.comb += [
+            self.task.ready.eq(Cat(q.w_rdy for q in task_queues).all()),
+            self.operand.ready.eq(Cat(q.w_rdy for q in beat_queues).all()),
+        ]
+
+        # All PEs drain in parallel: a beat carries every PE's next output.
+        for number, unit in enumerate(units):
+            lane = self.result.payload.lanes[number]
+            m.d.comb += [
+                lane.valid.eq(unit.result.valid),
+                lane.value.eq(unit.result.payload.value),
+                lane.last.eq(unit.result.payload.last),
+                unit.result.ready.eq(self.result.ready),
+            ]
+        m.d.comb += self.result.valid.eq(Cat(u.result.valid for u in units).any())
+
+        # Counters: sums over the PEs, registered once more.
+        m.d.sync += [
+            self.issued_macs.eq(sum(u.issued_macs for u in units)),
+            self.effectual_macs.eq(sum(u.effectual_macs for u in units)),
+            self.saturated.eq(Cat(u.saturated for u in units).any()),
+        ]
+        any_busy = Signal()
+        previous_busy = [Signal(config.counter_width, name=f"previous_busy_{n}")
+                         for n in range(pes)]
+        m.d.comb += any_busy.eq(Cat(u.busy_cycles != p for u, p in zip(units, previous_busy)).any())
+        m.d.sync += [p.eq(u.busy_cycles) for u, p in zip(units, previous_busy)]
+        with m.If(any_busy):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        m.d.comb += self.idle.eq(Cat(u.idle for u in units).all()
+                                 & ~Cat(q.r_rdy for q in task_queues + beat_queues).any())
+        return m
