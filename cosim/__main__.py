@@ -1,7 +1,8 @@
 """Command line of the co-simulation.
 
 ``python -m cosim layer ...`` runs one convolution layer phase on the emitted
-RTL; ``python -m cosim pe-speedup`` measures the PE on rows of a real network.
+RTL; ``python -m cosim layer-speedup`` measures whole layers of a real network
+on the PE array; ``python -m cosim pe-speedup`` measures the PE on rows.
 """
 
 from __future__ import annotations
@@ -34,15 +35,34 @@ def layer(args):
     # x only gives BP its input size; the layer never reads its values there.
     output, stats = run_layer(config, args.phase, **operands, stride=args.stride, pad=args.pad,
                               kernel=args.kernel, dense=args.dense, simulator=args.sim,
-                              progress=True)
+                              progress=True, backend=args.backend)
     for path in (args.out, args.stats):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, output)
     Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
     print(f"{args.phase} {'dense' if args.dense else 'sparse'}: output {output.shape} -> "
           f"{args.out}; {stats['cycles']} cycles, {stats['effectual_macs']} effectual of "
-          f"{stats['dense_macs']} dense MACs, PE utilization {stats['pe_utilization']:.2f} "
+          f"{stats['dense_macs']} dense MACs on {stats['pes']} PE(s), "
+          f"PE utilization {stats['pe_utilization']:.2f} "
           f"-> {args.stats}")
+
+
+def layer_speedup(args):
+    from .layer_speedup import format_layer_table, measure_layers
+
+    config = preset(args.config)
+    results = measure_layers(config, args.rate, batch_size=args.batch, simulator=args.sim,
+                             backend=args.backend)
+    units = f"{config.pes} PEs ({config.pe_rows}x{config.pe_cols})" \
+        if args.backend == "array" else "one PE"
+    print(f"Digits CNN, batch {args.batch}, dy pruned at p = {args.rate:g}, {config.name} preset, "
+          f"{units}, {args.sim or 'verilator'}:")
+    print()
+    print(format_layer_table(results))
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {out}")
 
 
 def pe_speedup(args):
@@ -82,6 +102,16 @@ def main(argv=None):
     run.add_argument("--config", default="default", choices=sorted(PRESETS))
     run.add_argument("--dense", action="store_true", help="dense mode: the baseline")
     run.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    run.add_argument("--backend", choices=["array", "pe"], default="array",
+                     help="the PE array (default) or a single PE")
+    layers = commands.add_parser(
+        "layer-speedup", help="dense vs sparse whole-layer cycles of a real network on the RTL")
+    layers.add_argument("--config", default="small", choices=sorted(PRESETS))
+    layers.add_argument("--rate", type=rate, default=0.9, help="pruning rate of dy")
+    layers.add_argument("--batch", type=positive_int, default=2)
+    layers.add_argument("--backend", choices=["array", "pe"], default="array")
+    layers.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    layers.add_argument("--json", default="build/layer_speedup.json")
     speed = commands.add_parser(
         "pe-speedup", help="dense vs sparse PE cycles on rows of a real network, on the RTL")
     speed.add_argument("--config", default="default", choices=sorted(PRESETS))
@@ -92,7 +122,8 @@ def main(argv=None):
     speed.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed.add_argument("--json", default="build/pe_speedup.json")
     args = parser.parse_args(argv)
-    run_command({"layer": layer, "pe-speedup": pe_speedup}[args.command], args)
+    run_command({"layer": layer, "layer-speedup": layer_speedup,
+                 "pe-speedup": pe_speedup}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ values, ``int64``) and statistics out. Every input is checked here, before
 any hardware is built, and a problem is reported as one ``ValueError``
 naming it.
 
-The current back end runs the layer's output rows back to back through one
-:class:`~hw.pe.SparsePE` (its Verilog, co-simulated); rows longer than the
-preset's ``max_row`` are split into tiles by :func:`gen.primitives.row_tiling`.
-The PE array, buffers and AXI top level replace the back end behind the same
-contract.
+The back end is the PE array's Verilog (:class:`~hw.array.PEArray`),
+co-simulated: output rows that share their streamed rows run one per PE
+(:meth:`gen.primitives.LayerRows.groups`); rows longer than the preset's
+``max_row`` are split into tiles (:func:`gen.primitives.row_tiling`). One PE
+alone (``backend="pe"``) is the other choice. The buffers, controller and
+AXI top level will take the array's place behind the same contract.
 """
 
 from __future__ import annotations
@@ -20,20 +21,19 @@ import time
 
 import numpy as np
 
-from gen.primitives import layer_output_rows
+from gen.primitives import LayerRows
 from hw.config import AccelConfig
 from pruning import golden
 
-from .pe_jobs import make_run, run_rows
+from .pe_jobs import make_array_run, make_run, run_array, run_rows
 
-__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS"]
+__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS"]
 
 STATS_KEYS = ("cycles", "dense_macs", "effectual_macs", "issued_macs", "pe_utilization",
-              "saturated", "busy_cycles", "stall_cycles", "pes", "lanes", "mode", "phase",
-              "config")
+              "saturated", "busy_cycles", "pes", "lanes", "mode", "phase", "config", "backend")
 
-# PE output rows (tiles of layer rows) per simulator invocation: bounds
-# memory and gives progress output.
+# Output rows (tiles of layer rows) per simulator invocation, over all PEs:
+# bounds memory and gives progress output.
 _ROWS_PER_CHUNK = 512
 
 
@@ -151,56 +151,68 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
     return LayerSpec(phase, x, w, dy, mask, int(stride), int(pad), input_hw, kernel_hw)
 
 
+BACKENDS = ("array", "pe")
+
+
 def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
-              kernel=None, dense=False, simulator=None, progress=False):
+              kernel=None, dense=False, simulator=None, progress=False, backend="array"):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
     ``output`` is the exact SPEC section 2 result as ``int64`` (raw
     accumulator values): ``y`` (N, K, E, F) for FF, ``dx`` (N, C, H, W) for
     BP (zero where ``mask`` is zero), ``dw`` (K, C, R, S) for WG. ``stats``
-    holds the keys of :data:`STATS_KEYS`. The result is also checked against
-    the golden model; a difference raises ``RuntimeError``.
+    holds the keys of :data:`STATS_KEYS`. ``backend`` is ``"array"`` (the
+    ``pe_rows x pe_cols`` PE array) or ``"pe"`` (one PE). The result is also
+    checked against the golden model; a difference raises ``RuntimeError``.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
-    operands = dict(x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
-                    input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
+    layer = LayerRows(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+                      stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                      kernel_hw=spec.kernel_hw)
+    pes = config.pes if backend == "array" else 1
+    groups = list(layer.groups(config, pes, dense=dense))
     output = np.zeros(spec.output_shape, dtype=np.int64)
-    totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
-                  dense_macs=0, saturated=0)
-    rows = list(layer_output_rows(config, spec.phase, **operands, stride=spec.stride,
-                                  pad=spec.pad, dense=dense))
+    totals = dict(cycles=0, busy_cycles=0, issued_macs=0, effectual_macs=0, dense_macs=0,
+                  saturated=0)
     started = time.perf_counter()
-    for first in range(0, len(rows), _ROWS_PER_CHUNK):
-        chunk = rows[first:first + _ROWS_PER_CHUNK]
-        label = f"{spec.phase} rows {first}..{first + len(chunk) - 1}"
-        (result,) = run_rows(config, [make_run(config, [row for _, row in chunk], label=label)],
-                             simulator=simulator, name=f"layer-{spec.phase}")
-        for (key, row), values in zip(chunk, result["outputs"]):
-            output[key] = values          # key = (i, j, k, columns of the row)
-        for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs", "effectual_macs"):
+    chunk_size = max(1, _ROWS_PER_CHUNK // pes)
+    for first in range(0, len(groups), chunk_size):
+        chunk = groups[first:first + chunk_size]
+        rows = [group_rows for _, _, group_rows in chunk]
+        label = f"{spec.phase} groups {first}..{first + len(chunk) - 1}"
+        if backend == "array":
+            (result,) = run_array(config, [make_array_run(config, rows, label=label)],
+                                  simulator=simulator, name=f"layer-{spec.phase}")
+        else:
+            (result,) = run_rows(config, [make_run(config, [r[0] for r in rows], label=label)],
+                                 simulator=simulator, name=f"layer-{spec.phase}")
+        for number, (keys, columns, group_rows) in enumerate(chunk):
+            for unit, key in enumerate(keys):
+                if key is not None:    # PEs without a row of their own made zeros
+                    output[(*key, columns)] = result["per_pe"][unit][number]
+                    totals["dense_macs"] += group_rows[unit].dense_macs
+        for name in ("cycles", "busy_cycles", "issued_macs", "effectual_macs"):
             totals[name] += result[name]
         totals["saturated"] |= result["saturated"]
-        totals["dense_macs"] += sum(row.dense_macs for _, row in chunk)
         if progress:
-            print(f"  {first + len(chunk)}/{len(rows)} output rows, {totals['cycles']} cycles "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    expected = {
-        "ff": lambda: golden.conv_ff(spec.x, spec.w, spec.stride, spec.pad),
-        "bp": lambda: golden.conv_bp(spec.dy, spec.w, spec.stride, spec.pad, spec.input_hw,
-                                     mask=spec.mask),
-        "wg": lambda: golden.conv_wg(spec.x, spec.dy, spec.stride, spec.pad, spec.kernel_hw),
-    }[spec.phase]()
+            print(f"  {first + len(chunk)}/{len(groups)} row groups of {pes} PE(s), "
+                  f"{totals['cycles']} cycles ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    expected = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+                                 stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                                 kernel_hw=spec.kernel_hw)
     if not np.array_equal(output, expected):
         first = tuple(int(i) for i in np.argwhere(output != expected)[0])
         raise RuntimeError(f"RTL result differs from the golden model first at {first}: "
                            f"RTL {output[first]}, golden {expected[first]}")
     work = totals["dense_macs"] if dense else totals["effectual_macs"]
-    pes = 1
     stats = {
         **totals,
         "pe_utilization": work / (max(totals["cycles"], 1) * config.lanes * pes),
         "pes": pes, "lanes": config.lanes, "mode": "dense" if dense else "sparse",
-        "phase": spec.phase, "config": config.name,
+        "phase": spec.phase, "config": config.name, "backend": backend,
     }
     return output, stats

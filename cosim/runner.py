@@ -1,7 +1,8 @@
 """Build the emitted Verilog for a simulator and run cocotb test modules on it.
 
-One build folder per configuration and simulator (``build/cosim/<sim>/<config>``),
-reused by every test of that configuration; the Verilog is re-emitted and the
+One build folder per simulator, configuration and block
+(``build/cosim/<sim>/<config>/<block>``), reused by every test of that
+configuration; the Verilog is re-emitted and the
 simulator rebuilds only when the generated text changes. Parallel test
 workers share the folder: the build holds a file lock, and each run works in
 a folder of its own (kept only when the run fails).
@@ -74,7 +75,7 @@ def build(config, block="sparse_pe", simulator=None):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     simulator = simulator or default_simulator()
     _prepare_environment(simulator)
-    build_dir = BUILD_ROOT / simulator / config.name
+    build_dir = BUILD_ROOT / simulator / config.name / block
     with _locked(build_dir / "build.lock"):
         _build_locked(config, block, simulator, build_dir)
     return build_dir

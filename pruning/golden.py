@@ -29,6 +29,7 @@ __all__ = [
     "conv_ff",
     "conv_bp",
     "conv_wg",
+    "conv_phase",
     "count_macs",
     "row_output_length",
     "row_primitive",
@@ -247,6 +248,25 @@ def conv_wg(x, dy, stride, pad, kernel_hw):
             patch = _window(padded, r, s, stride, out_h, out_w)
             dw[:, :, r, s] = np.matmul(flat_dy, patch.transpose(0, 2, 3, 1).reshape(-1, c))
     return _result(dw, x_torch or dy_torch)
+
+
+def conv_phase(phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0, input_hw=None,
+               kernel_hw=None):
+    """The result of one phase: :func:`conv_ff`, :func:`conv_bp` or :func:`conv_wg`.
+
+    BP takes the input size from ``input_hw`` or the shape of ``x`` or
+    ``mask``; WG the kernel size from ``kernel_hw`` or the shape of ``w``.
+    """
+    _check_phase(phase)
+    if phase == "ff":
+        return conv_ff(x, w, stride, pad)
+    if phase == "bp":
+        if input_hw is None:
+            input_hw = tuple((x if x is not None else mask).shape[2:])
+        return conv_bp(dy, w, stride, pad, input_hw, mask=mask)
+    if kernel_hw is None:
+        kernel_hw = tuple(w.shape[2:])
+    return conv_wg(x, dy, stride, pad, kernel_hw)
 
 
 def _valid_pairs(in_size, out_size, kernel, stride, pad):

@@ -42,9 +42,7 @@ def layer_case(rng, phase, kernel, stride, pad, hw, channels=(5, 6), density=0.4
     out_hw = [golden.output_size(i, r, stride, pad) for i, r in zip(hw, kernel)]
     dy = sparse(rng, (2, k_len, *out_hw), density)
     mask = (x > 0) if phase == "bp" else None
-    expected = {"ff": lambda: golden.conv_ff(x, w, stride, pad),
-                "bp": lambda: golden.conv_bp(dy, w, stride, pad, hw, mask=mask),
-                "wg": lambda: golden.conv_wg(x, dy, stride, pad, kernel)}[phase]()
+    expected = golden.conv_phase(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad)
     return LayerRows(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad), expected
 
 
@@ -91,11 +89,8 @@ def test_captured_layer():
         mask = layer.mask if phase == "bp" else None
         rows = LayerRows(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
                          stride=layer.stride, pad=layer.pad)
-        expected = {"ff": lambda: golden.conv_ff(layer.x, layer.w, layer.stride, layer.pad),
-                    "bp": lambda: golden.conv_bp(layer.dy, layer.w, layer.stride, layer.pad,
-                                                 layer.input_hw, mask=mask),
-                    "wg": lambda: golden.conv_wg(layer.x, layer.dy, layer.stride, layer.pad,
-                                                 layer.kernel_hw)}[phase]()
+        expected = golden.conv_phase(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
+                                     stride=layer.stride, pad=layer.pad)
         groups = list(rows.groups(SMALL, SMALL.pes))
         runs.append(make_array_run(SMALL, [g for _, _, g in groups], label=f"captured {phase}"))
         plans.append((rows, groups, expected))

@@ -247,3 +247,13 @@ def test_layers_are_sums_of_row_primitives(kernel, stride, pad):
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_conv_phase_dispatches():
+    x, w, dy, mask = layer_case((3, 3), 2, 1, seed=21)
+    assert np.array_equal(golden.conv_phase("ff", x=x, w=w, stride=2, pad=1),
+                          golden.conv_ff(x, w, 2, 1))
+    assert np.array_equal(golden.conv_phase("bp", x=x, w=w, dy=dy, mask=mask, stride=2, pad=1),
+                          golden.conv_bp(dy, w, 2, 1, x.shape[2:], mask=mask))
+    assert np.array_equal(golden.conv_phase("wg", x=x, w=w, dy=dy, stride=2, pad=1),
+                          golden.conv_wg(x, dy, 2, 1, (3, 3)))
