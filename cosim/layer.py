@@ -35,6 +35,7 @@ STATS_KEYS = ("cycles", "dense_macs", "effectual_macs", "issued_macs", "pe_utili
 # Output rows (tiles of layer rows) per simulator invocation, over all PEs:
 # bounds memory and gives progress output.
 _ROWS_PER_CHUNK = 512
+_COMMANDS_PER_CALL = 16384
 
 
 class LayerSpec:
@@ -151,19 +152,67 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
     return LayerSpec(phase, x, w, dy, mask, int(stride), int(pad), input_hw, kernel_hw)
 
 
-BACKENDS = ("array", "pe")
+BACKENDS = ("accelerator", "array", "pe")
+
+
+def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals, output):
+    """Groups -> runs of the top level (buffers, controller, AXI) -> output and counters."""
+    from gen.program import build_runs
+
+    from .accel_jobs import make_entry, run_accelerator
+
+    runs = build_runs(config, spec.phase, groups, stride=spec.stride, kernel=spec.kernel_hw[1],
+                      dense=dense)
+    started = time.perf_counter()
+    # Runs per simulator invocation, up to _COMMANDS_PER_CALL row commands:
+    # bounds the job's size and gives progress output.
+    calls, commands = [[]], 0
+    for run in runs:
+        if calls[-1] and commands + run.commands > _COMMANDS_PER_CALL:
+            calls.append([])
+            commands = 0
+        calls[-1].append(run)
+        commands += run.commands
+    done_runs = 0
+    for chunk in calls:
+        label = f"{spec.phase} runs {done_runs + 1}..{done_runs + len(chunk)}"
+        (results,) = run_accelerator(config, [make_entry(chunk, label=label)],
+                                     simulator=simulator, name=f"layer-{spec.phase}")
+        for run, result in zip(chunk, results):
+            position = 0
+            for keys, columns, rows in run.groups:
+                length = rows[0].out_len
+                for unit, key in enumerate(keys):
+                    if key is not None:    # PEs without a row of their own made zeros
+                        output[(*key, columns)] = result["outputs"][unit][position:position + length]
+                        totals["dense_macs"] += rows[unit].dense_macs
+                position += length
+            for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
+                         "effectual_macs"):
+                totals[name] += result[name]
+            totals["saturated"] |= result["saturated"]
+            totals["load_beats"] += run.load_beats
+            totals["output_beats"] += run.outputs_per_pe * config.pes
+        done_runs += len(chunk)
+        totals["runs"] = done_runs
+        if progress:
+            print(f"  {done_runs}/{len(runs)} runs of the accelerator, {totals['cycles']} "
+                  f"cycles ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
 def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
-              kernel=None, dense=False, simulator=None, progress=False, backend="array"):
+              kernel=None, dense=False, simulator=None, progress=False, backend="accelerator"):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
     ``output`` is the exact SPEC section 2 result as ``int64`` (raw
     accumulator values): ``y`` (N, K, E, F) for FF, ``dx`` (N, C, H, W) for
     BP (zero where ``mask`` is zero), ``dw`` (K, C, R, S) for WG. ``stats``
-    holds the keys of :data:`STATS_KEYS`. ``backend`` is ``"array"`` (the
-    ``pe_rows x pe_cols`` PE array) or ``"pe"`` (one PE). The result is also
-    checked against the golden model; a difference raises ``RuntimeError``.
+    holds the keys of :data:`STATS_KEYS`. ``backend`` is ``"accelerator"``
+    (the top level: buffers loaded over AXI4-Stream, the controller running
+    row commands on the array, counters read over AXI4-Lite; cycles are the
+    compute cycles of its runs), ``"array"`` (the PE array fed directly) or
+    ``"pe"`` (one PE). The result is also checked against the golden model;
+    a difference raises ``RuntimeError``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
@@ -172,14 +221,18 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     layer = LayerRows(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
                       stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
                       kernel_hw=spec.kernel_hw)
-    pes = config.pes if backend == "array" else 1
+    pes = config.pes if backend in ("array", "accelerator") else 1
     groups = list(layer.groups(config, pes, dense=dense))
     output = np.zeros(spec.output_shape, dtype=np.int64)
-    totals = dict(cycles=0, busy_cycles=0, issued_macs=0, effectual_macs=0, dense_macs=0,
-                  saturated=0)
+    totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
+                  dense_macs=0, saturated=0)
     started = time.perf_counter()
+    if backend == "accelerator":
+        totals.update(runs=0, load_beats=0, output_beats=0)
+        _run_accelerator(config, spec, groups, dense=dense, simulator=simulator,
+                         progress=progress, totals=totals, output=output)
     chunk_size = max(1, _ROWS_PER_CHUNK // pes)
-    for first in range(0, len(groups), chunk_size):
+    for first in range(0, len(groups) if backend != "accelerator" else 0, chunk_size):
         chunk = groups[first:first + chunk_size]
         rows = [group_rows for _, _, group_rows in chunk]
         label = f"{spec.phase} groups {first}..{first + len(chunk) - 1}"

@@ -70,6 +70,11 @@ def _locked(path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# Builds checked in this process: emitting a large block takes seconds, and
+# its Verilog cannot change while the process runs.
+_checked = set()
+
+
 def build(config, block="sparse_pe", simulator=None):
     """Emit ``block`` for ``config`` and build it; returns the build folder."""
     if not isinstance(config, AccelConfig):
@@ -77,8 +82,10 @@ def build(config, block="sparse_pe", simulator=None):
     simulator = simulator or default_simulator()
     _prepare_environment(simulator)
     build_dir = BUILD_ROOT / simulator / config.name / block
-    with _locked(build_dir / "build.lock"):
-        _build_locked(config, block, simulator, build_dir)
+    if (config, block, simulator) not in _checked:
+        with _locked(build_dir / "build.lock"):
+            _build_locked(config, block, simulator, build_dir)
+        _checked.add((config, block, simulator))
     return build_dir
 
 

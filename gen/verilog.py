@@ -43,8 +43,13 @@ def _array(config):
     return PEArray(config)
 
 
-# Top-level module name -> constructor. Later blocks (top level) join here.
-BLOCKS = {"sparse_pe": _pe, "pe_array": _array}
+def _top(config):
+    from hw.top import Accelerator
+    return Accelerator(config)
+
+
+# Top-level module name -> constructor.
+BLOCKS = {"sparse_pe": _pe, "pe_array": _array, "accelerator": _top}
 
 
 def emit(config, out_dir, blocks=None):

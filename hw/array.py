@@ -51,6 +51,10 @@ class PEArray(wiring.Component):
         Any PE saturated.
     idle : Out
         All PEs and queues are empty.
+    issuing : Out
+        At least one PE issues a MAC in this cycle.
+    clear : In
+        Zero the counters and the saturation flag (at the start of a run).
     """
 
     def __init__(self, config):
@@ -65,6 +69,8 @@ class PEArray(wiring.Component):
             "effectual_macs": Out(counter),
             "saturated": Out(1),
             "idle": Out(1),
+            "issuing": Out(1),
+            "clear": In(1),
         })
 
     @property
@@ -128,18 +134,18 @@ class PEArray(wiring.Component):
         m.d.comb += self.result.valid.eq(Cat(u.result.valid for u in units).any())
 
         # Counters: sums over the PEs, registered once more.
+        m.d.comb += [unit.clear.eq(self.clear) for unit in units]
+        m.d.comb += self.issuing.eq(Cat(u.issuing for u in units).any())
+        with m.If(self.clear):
+            m.d.sync += self.busy_cycles.eq(0)
+        with m.Elif(self.issuing):
+            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         m.d.sync += [
             self.issued_macs.eq(sum(u.issued_macs for u in units)),
             self.effectual_macs.eq(sum(u.effectual_macs for u in units)),
             self.saturated.eq(Cat(u.saturated for u in units).any()),
         ]
-        any_busy = Signal()
-        previous_busy = [Signal(config.counter_width, name=f"previous_busy_{n}")
-                         for n in range(pes)]
-        m.d.comb += any_busy.eq(Cat(u.busy_cycles != p for u, p in zip(units, previous_busy)).any())
-        m.d.sync += [p.eq(u.busy_cycles) for u, p in zip(units, previous_busy)]
-        with m.If(any_busy):
-            m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
+        # A queue's level counts entries still in flight to its read port.
         m.d.comb += self.idle.eq(Cat(u.idle for u in units).all()
-                                 & ~Cat(q.r_rdy for q in task_queues + beat_queues).any())
+                                 & Cat(q.level == 0 for q in task_queues + beat_queues).all())
         return m

@@ -72,6 +72,21 @@ class AccelConfig:
     array_queue_depth : int
         Entries of each PE's task queue and operand queue in the array: how
         far a PE may run ahead of the slowest one on the shared broadcast.
+    stream_width : int
+        Bits of ``tdata`` on the AXI4-Stream ports (a multiple of 8).
+    program_depth : int
+        Row commands the program buffer holds (one per array bundle).
+    operand_depth : int
+        Beats of streamed elements the operand buffer holds (compressed rows
+        in sparse mode, whole rows in dense mode).
+    stationary_depth : int
+        Entries of the stationary buffer; an entry holds one ``max_row`` row
+        per PE (filter rows in FF and BP, input rows in WG).
+    mask_depth : int
+        Entries of the BP mask buffer; an entry holds one ``max_row``-bit
+        mask row per PE.
+    output_depth : int
+        Outputs each PE's bank of the output buffer holds per run.
     """
 
     data_width: int = 16
@@ -87,6 +102,12 @@ class AccelConfig:
     pe_rows: int = 4
     pe_cols: int = 4
     array_queue_depth: int = 32
+    stream_width: int = 64
+    program_depth: int = 4096
+    operand_depth: int = 4096
+    stationary_depth: int = 256
+    mask_depth: int = 256
+    output_depth: int = 1024
 
     def __post_init__(self):
         _check_int("data_width", self.data_width, 2, 32)
@@ -106,6 +127,15 @@ class AccelConfig:
         _check_int("pe_rows", self.pe_rows, 1, 64)
         _check_int("pe_cols", self.pe_cols, 1, 64)
         _check_int("array_queue_depth", self.array_queue_depth, 1, 256)
+        _check_int("stream_width", self.stream_width, 32, 1024)
+        if self.stream_width % 8:
+            raise ValueError(f"stream_width must be a multiple of 8, not {self.stream_width!r}")
+        if self.stream_width < self.acc_width:
+            raise ValueError(f"stream_width must hold one output of acc_width = "
+                             f"{self.acc_width} bits, not {self.stream_width!r}")
+        for name in ("program_depth", "operand_depth", "stationary_depth", "mask_depth",
+                     "output_depth"):
+            _check_int(name, getattr(self, name), 2, 1 << 20)
 
     # -- derived widths, used by the hardware and the host alike --------------
 
@@ -138,6 +168,15 @@ class AccelConfig:
     def pes(self):
         """PEs in the array."""
         return self.pe_rows * self.pe_cols
+
+    @property
+    def counter_words(self):
+        """32-bit AXI4-Lite registers one performance counter takes."""
+        return -(-self.counter_width // 32)
+
+    def address_width(self, depth):
+        """Bits of an address into a buffer of ``depth`` entries."""
+        return _bits_for(depth - 1)
 
     @property
     def data_min(self):
@@ -187,9 +226,13 @@ class AccelConfig:
 
 PRESETS = {
     # Fast tests: short rows, one lane, a 2x2 array.
-    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2),
+    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2, program_depth=1024,
+                         operand_depth=1024, stationary_depth=64, mask_depth=64,
+                         output_depth=256),
     # Two lanes per PE.
-    "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
+    "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2, program_depth=1024,
+                        operand_depth=1024, stationary_depth=64, mask_depth=64,
+                        output_depth=256),
     "default": AccelConfig(),
 }
 

@@ -10,7 +10,8 @@ from amaranth.lib import data, enum
 from .config import PHASE_CODES
 
 __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
-           "bundle_layout", "array_result_layout"]
+           "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
+           "mask_layout"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -118,3 +119,38 @@ def array_result_layout(config):
             "last": unsigned(1),
         }), config.pes),
     })
+
+
+def command_layout(config):
+    """One row command of the program buffer: one array bundle, by reference.
+
+    The layer-wide fields (phase, stride, kernel, mode) come from the
+    descriptor registers; a command holds what changes from bundle to bundle:
+    the task geometry of a (possibly tiled) row primitive, ``empty`` and
+    ``row_last``, the stationary-buffer entry with every PE's stationary row,
+    the mask-buffer entry (BP), and where the primitive's streamed beats
+    start in the operand buffer and how many there are. Rows are referenced,
+    not copied: a streamed row that feeds many primitives is loaded once.
+    """
+    return data.StructLayout({
+        "empty": unsigned(1),
+        "row_last": unsigned(1),
+        "pad": unsigned(config.pad_width),
+        "in_width": unsigned(config.index_width),
+        "out_width": unsigned(config.index_width),
+        "stationary_address": unsigned(config.address_width(config.stationary_depth)),
+        "mask_address": unsigned(config.address_width(config.mask_depth)),
+        "operand_address": unsigned(config.address_width(config.operand_depth)),
+        "operand_beats": unsigned(config.operand_depth.bit_length()),
+    })
+
+
+def stationary_layout(config):
+    """One stationary-buffer entry: a ``max_row`` row per PE."""
+    return data.ArrayLayout(data.ArrayLayout(signed(config.data_width), config.max_row),
+                            config.pes)
+
+
+def mask_layout(config):
+    """One mask-buffer entry: a ``max_row``-bit BP output mask per PE."""
+    return data.ArrayLayout(unsigned(config.max_row), config.pes)

@@ -104,6 +104,10 @@ class SparsePE(wiring.Component):
         Sticky: a partial sum left the ``acc_width`` range and was clipped.
     idle : Out
         No task, element, MAC or output row is in flight.
+    issuing : Out
+        The issue stage issues at least one MAC in this cycle.
+    clear : In
+        Zero the counters and the saturation flag (at the start of a run).
     """
 
     def __init__(self, config):
@@ -119,6 +123,8 @@ class SparsePE(wiring.Component):
             "effectual_macs": Out(counter),
             "saturated": Out(1),
             "idle": Out(1),
+            "issuing": Out(1),
+            "clear": In(1),
         })
 
     @property
@@ -315,7 +321,8 @@ class SparsePE(wiring.Component):
         m.d.comb += self.idle.eq(~task_valid & ~queue.pop.valid & ~current_valid
                                  & ~Cat(*mac_valid).any() & ~row_end
                                  & (bank_full == 0) & ~draining)
-        with m.If(working & pick_valid[0]):
+        m.d.comb += self.issuing.eq(working & pick_valid[0])
+        with m.If(self.issuing):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)
         with m.Elif(~self.idle):
             m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
@@ -323,4 +330,9 @@ class SparsePE(wiring.Component):
             self.issued_macs.eq(self.issued_macs + issued_now),
             self.effectual_macs.eq(self.effectual_macs + effectual_now),
         ]
+        # Last, so that it wins over the updates above.
+        with m.If(self.clear):
+            m.d.sync += [counter.eq(0) for counter in (
+                self.busy_cycles, self.stall_cycles, self.issued_macs, self.effectual_macs,
+                self.saturated)]
         return m

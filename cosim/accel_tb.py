@@ -1,0 +1,118 @@
+"""cocotb test bench of the accelerator top level, driven through its AXI ports.
+
+The bench runs *jobs* made on the host side (:mod:`cosim.accel_jobs`): for
+every run of a layer, the buffer packets, the descriptor registers and the
+expected outputs per PE. It talks to the design only as an SoC would:
+cocotbext-axi's AXI4-Lite master for the registers, an AXI4-Stream source
+for the loads and a sink for the outputs, each with an optional pause
+pattern (random backpressure and idle cycles). It imports neither Amaranth
+nor the golden model: it moves bits and compares integers.
+"""
+
+import itertools
+import logging
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import RisingEdge
+from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
+                           AxiStreamSink, AxiStreamSource)
+
+__all__ = ["TB"]
+
+
+def _pauses(spec, rng):
+    """Pause pattern per cycle: None never pauses, a float is a probability of
+    *not* pausing (the rate), a list of 0/1 repeats (1 = move)."""
+    if spec is None:
+        return None
+    if isinstance(spec, float):
+        return (rng.random() >= spec for _ in itertools.count())
+    return (not bit for bit in itertools.cycle(spec))
+
+
+class TB:
+    def __init__(self, dut, job):
+        self.dut = dut
+        self.job = job
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        for prefix in ("s_axil_", "s_axis_", "m_axis_"):
+            logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
+        self.source = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_"), dut.clk,
+                                      dut.rst, byte_lanes=1)
+        self.sink = AxiStreamSink(AxiStreamBus.from_prefix(dut, "m_axis_"), dut.clk, dut.rst,
+                                  byte_lanes=1)
+
+    async def reset(self):
+        self.dut.rst.value = 1
+        for _ in range(2):
+            await RisingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+        await RisingEdge(self.dut.clk)
+
+    def set_patterns(self, patterns, seed):
+        rng = random.Random(seed)
+        self.source.set_pause_generator(_pauses(patterns.get("s_axis"), rng))
+        self.sink.set_pause_generator(_pauses(patterns.get("m_axis"), rng))
+
+    async def write(self, name, value):
+        await self.axil.write_dword(4 * self.job["registers"][name], value)
+
+    async def read(self, name):
+        return await self.axil.read_dword(4 * self.job["registers"][name])
+
+    async def read_counter(self, name):
+        low = await self.read(f"{name.upper()}_LO")
+        high = await self.read(f"{name.upper()}_HI")
+        return low | high << 32
+
+    async def check_errors(self, label):
+        errors = await self.read("ERROR")
+        if errors:
+            names = [name for name, bit in self.job["error_bits"].items() if errors >> bit & 1]
+            raise AssertionError(f"{label}: ERROR register {errors:#x} ({', '.join(names)})")
+
+    async def execute(self, run, label):
+        """Load, start, collect the outputs and the counters of one run."""
+        destinations = self.job["destinations"]
+        for name, beats in run["loads"].items():
+            await self.source.send(AxiStreamFrame(beats, tdest=destinations[name]))
+        await self.source.wait()
+        for name, value in run["registers"].items():
+            await self.write(name, value)
+        await self.check_errors(f"{label} (loads)")
+        await self.write("IRQ_ENABLE", 1)
+        await self.write("CONTROL", 1)
+        frame = await self.sink.recv()
+        width = self.job["stream_width"]
+        values = [v - (1 << width) if v >> (width - 1) else v for v in frame.tdata]
+        for _ in range(4):
+            if self.dut.irq.value:
+                break
+            await RisingEdge(self.dut.clk)
+        assert int(self.dut.irq.value) == 1, f"{label}: no interrupt after the readout"
+        status = await self.read("STATUS")
+        bits = self.job["status_bits"]
+        assert status >> bits["DONE"] & 1, f"{label}: STATUS {status:#x} without DONE"
+        await self.check_errors(label)
+        await self.write("STATUS", 1 << bits["DONE"])
+        assert int(self.dut.irq.value) == 0, f"{label}: irq still set after clearing DONE"
+        counters = {name: await self.read_counter(name) for name in self.job["counters"]}
+        counters["saturated"] = status >> bits["SATURATED"] & 1
+        counters["outputs_per_pe"] = await self.read("OUTPUTS")
+
+        expected = run["expected"]
+        per_pe = len(expected[0])
+        if len(values) != per_pe * len(expected):
+            raise AssertionError(f"{label}: {len(values)} outputs, expected "
+                                 f"{per_pe * len(expected)}")
+        for unit, wanted in enumerate(expected):
+            got = values[unit * per_pe:(unit + 1) * per_pe]
+            if got != wanted:
+                first = next(i for i, (a, b) in enumerate(zip(got, wanted)) if a != b)
+                raise AssertionError(f"{label}: PE {unit} output {first} is {got[first]}, "
+                                     f"golden {wanted[first]}")
+        return {"outputs": [values[u * per_pe:(u + 1) * per_pe] for u in range(len(expected))],
+                **counters}

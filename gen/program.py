@@ -1,0 +1,216 @@
+"""Programs for the accelerator top level: row commands and buffer images per run.
+
+The compiler's last step. The output rows of a layer phase, grouped one per
+PE (:meth:`gen.primitives.LayerRows.groups`), become *row commands*
+(:func:`hw.layouts.command_layout`): one per array bundle, holding the task
+geometry and the buffer addresses of its operands. Operands are stored once
+per run and referenced: a stationary entry (one row per PE), a BP mask entry
+and a streamed row's beats in the operand buffer are shared by every command
+that uses the same data, which is where the on-chip reuse comes from (in FF
+the filter rows of a group of output channels serve every output row of the
+batch).
+
+A layer whose commands, operands or outputs do not fit the buffers of the
+preset is split into several runs (:class:`Run`), each a full load, compute
+and readout; an output row is never split across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hw.config import PHASE_CODES
+
+__all__ = ["Run", "build_runs", "Capacity"]
+
+
+def _pack(values, width):
+    """Concatenate ``values`` (two's complement, ``width`` bits each), element 0 lowest."""
+    bits, mask = 0, (1 << width) - 1
+    for position, value in enumerate(values):
+        bits |= (int(value) & mask) << (position * width)
+    return bits
+
+
+def _split(bits, entry_width, stream_width):
+    """An entry's load beats, least significant first."""
+    beats = -(-entry_width // stream_width)
+    mask = (1 << stream_width) - 1
+    return [(bits >> (number * stream_width)) & mask for number in range(beats)]
+
+
+@dataclass
+class Run:
+    """One load-compute-readout round of the accelerator.
+
+    ``loads`` maps a buffer name to its packet (load beats), ``registers``
+    the descriptor values, ``groups`` the ``(keys, columns, rows)`` groups in
+    program order, and ``expected[p]`` PE ``p``'s outputs in drain order.
+    """
+
+    registers: dict
+    loads: dict
+    groups: list = field(default_factory=list)
+    expected: list = field(default_factory=list)
+    commands: int = 0
+    issue_cycles: int = 0
+
+    @property
+    def outputs_per_pe(self):
+        return len(self.expected[0]) if self.expected else 0
+
+    @property
+    def load_beats(self):
+        return sum(len(beats) for beats in self.loads.values())
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one run may hold, from the config (entries of each buffer)."""
+
+    program: int
+    operand: int
+    stationary: int
+    mask: int
+    outputs: int
+
+    @classmethod
+    def of(cls, config):
+        return cls(config.program_depth, config.operand_depth, config.stationary_depth,
+                   config.mask_depth, config.output_depth)
+
+
+class _RunBuilder:
+    def __init__(self, config, phase, *, stride, kernel, dense):
+        from hw.layouts import command_layout, element_layout, mask_layout, stationary_layout
+        from gen.primitives import Packer
+
+        self.config, self.phase = config, phase
+        self.packer = Packer(config)
+        self.command_layout = command_layout(config)
+        self.widths = {"program": self.command_layout.size,
+                       "operand": element_layout(config).size,
+                       "stationary": stationary_layout(config).size,
+                       "mask": mask_layout(config).size}
+        self.registers = {"PHASE": PHASE_CODES[phase], "MODE": int(dense), "STRIDE": stride,
+                          "KERNEL": kernel}
+        self.reset()
+
+    def reset(self):
+        self.commands = []
+        self.stationary, self.masks, self.operands = {}, {}, {}
+        self.operand_beats = 0
+        self.groups, self.expected = [], [[] for _ in range(self.config.pes)]
+        self.issue_per_pe = [0] * self.config.pes
+
+    def _needs(self, rows):
+        """New entries this group adds: (commands, stationary, masks, operand beats, outputs)."""
+        stationary, masks, operands = set(), set(), {}
+        commands = 0
+        for tasks in zip(*(row.tasks for row in rows)):
+            commands += 1
+            key = tuple(task.stationary for task in tasks)
+            if key not in self.stationary:
+                stationary.add(key)
+            if self.phase == "bp":
+                key = tuple(task.mask for task in tasks)
+                if key not in self.masks:
+                    masks.add(key)
+            elements = tasks[0].elements
+            if elements and elements not in self.operands:
+                per_beat = self.config.elements_per_beat
+                operands[elements] = -(-len(elements) // per_beat)
+        return (commands, len(stationary), len(masks), sum(operands.values()),
+                rows[0].out_len)
+
+    def fits(self, rows, capacity):
+        commands, stationary, masks, beats, outputs = self._needs(rows)
+        return (len(self.commands) + commands <= capacity.program
+                and len(self.stationary) + stationary <= capacity.stationary
+                and len(self.masks) + masks <= capacity.mask
+                and self.operand_beats + beats <= capacity.operand
+                and len(self.expected[0]) + outputs <= capacity.outputs)
+
+    @property
+    def empty(self):
+        return not self.commands
+
+    def add(self, group):
+        keys, columns, rows = group
+        config = self.config
+        for tasks in zip(*(row.tasks for row in rows)):
+            first = tasks[0]
+            key = tuple(task.stationary for task in tasks)
+            stationary = self.stationary.setdefault(key, len(self.stationary))
+            mask = 0
+            if self.phase == "bp":
+                mask = self.masks.setdefault(tuple(task.mask for task in tasks), len(self.masks))
+            address = beats = 0
+            if first.elements:
+                if first.elements not in self.operands:
+                    count = len(self.packer.beats(first))
+                    self.operands[first.elements] = (self.operand_beats, first)
+                    self.operand_beats += count
+                address = self.operands[first.elements][0]
+                beats = -(-len(first.elements) // config.elements_per_beat)
+            self.commands.append({
+                "empty": int(first.empty), "row_last": int(first.row_last), "pad": first.pad,
+                "in_width": first.in_width, "out_width": first.out_width,
+                "stationary_address": stationary, "mask_address": mask,
+                "operand_address": address, "operand_beats": beats,
+            })
+        self.groups.append(group)
+        for unit, row in enumerate(rows):
+            self.expected[unit].extend(int(v) for v in row.expected)
+            self.issue_per_pe[unit] += row.issue_cycles(config.lanes)
+
+    def finish(self):
+        config, stream = self.config, self.config.stream_width
+        loads = {name: [] for name in ("program", "operand", "stationary", "mask")}
+        for command in self.commands:
+            bits = self.command_layout.const(command).as_bits()
+            loads["program"] += _split(bits, self.widths["program"], stream)
+        for _, task in sorted(self.operands.values(), key=lambda item: item[0]):
+            for bits in self.packer.beats(task):
+                loads["operand"] += _split(bits, self.widths["operand"], stream)
+        for rows in self.stationary:    # dicts keep insertion order = address order
+            padded = [value for row in rows
+                      for value in list(row) + [0] * (config.max_row - len(row))]
+            loads["stationary"] += _split(_pack(padded, config.data_width),
+                                          self.widths["stationary"], stream)
+        for rows in self.masks:
+            bits = _pack([sum(1 << i for i, bit in enumerate(row) if bit) for row in rows],
+                         config.max_row)
+            loads["mask"] += _split(bits, self.widths["mask"], stream)
+        run = Run(registers={**self.registers, "COMMANDS": len(self.commands)},
+                  loads={name: beats for name, beats in loads.items() if beats},
+                  groups=self.groups, expected=self.expected, commands=len(self.commands),
+                  issue_cycles=max(self.issue_per_pe))
+        self.reset()
+        return run
+
+
+def build_runs(config, phase, groups, *, stride, kernel, dense, capacity=None):
+    """Pack ``groups`` (from :meth:`~gen.primitives.LayerRows.groups`) into :class:`Run` s.
+
+    ``capacity`` (default: the config's buffer sizes) bounds each run; groups
+    are taken in order while they fit. A group that alone does not fit raises
+    ``ValueError`` naming the buffer.
+    """
+    capacity = capacity or Capacity.of(config)
+    builder = _RunBuilder(config, phase, stride=stride, kernel=kernel, dense=dense)
+    runs = []
+    for group in groups:
+        if not builder.fits(group[2], capacity):
+            if builder.empty:
+                commands, stationary, masks, beats, outputs = builder._needs(group[2])
+                raise ValueError(
+                    f"one group of output rows needs {commands} commands, {stationary} "
+                    f"stationary entries, {masks} mask entries, {beats} operand beats and "
+                    f"{outputs} outputs per PE, more than the {config.name} preset's buffers "
+                    f"hold ({capacity})")
+            runs.append(builder.finish())
+        builder.add(group)
+    if not builder.empty:
+        runs.append(builder.finish())
+    return runs
