@@ -10,7 +10,10 @@ JOBS   ?= 2
 # Hardware preset (hw/config.py PRESETS): small, dual, default.
 CONFIG ?= default
 
-.PHONY: setup verilog test digits-accuracy pe-speedup clean distclean
+# Preset of the co-simulation regression (`make cosim`).
+COSIM_CONFIG ?= small
+
+.PHONY: setup verilog test cosim layer-speedup digits-accuracy pe-speedup clean distclean
 
 setup: $(STAMP)
 
@@ -26,6 +29,14 @@ verilog: setup
 
 test: setup
 	$(PY) -m pytest -n $(JOBS) tests
+
+# The whole-layer co-simulation regression on the top level, with summary tables.
+cosim: setup
+	$(PY) -m cosim regression --config $(COSIM_CONFIG)
+
+# Dense vs sparse cycles of every conv layer of a real network on the top level.
+layer-speedup: setup
+	$(PY) -m cosim layer-speedup --config $(CONFIG)
 
 # Issue 2 evidence: dense vs pruned training of a small CNN on sklearn digits.
 digits-accuracy: setup

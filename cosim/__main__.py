@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import PRESETS, preset
+
+from .layer import BACKENDS
 from pruning.cli import positive_int, rate, run_command
 
 
@@ -47,6 +49,19 @@ def layer(args):
           f"-> {args.stats}")
 
 
+def regression(args):
+    from .regression import format_table, run_regression
+
+    config = preset(args.config)
+    results = run_regression(config, quick=args.quick, simulator=args.sim)
+    print(f"Co-simulation regression on the top level ({config.name} preset, {config.pes} PEs, "
+          f"{args.sim or 'verilator'}); every output bit-exact with the golden model:")
+    print()
+    print(format_table(results))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
 def layer_speedup(args):
     from .layer_speedup import format_layer_table, measure_layers
 
@@ -54,7 +69,7 @@ def layer_speedup(args):
     results = measure_layers(config, args.rate, batch_size=args.batch, simulator=args.sim,
                              backend=args.backend)
     units = f"{config.pes} PEs ({config.pe_rows}x{config.pe_cols})" \
-        if args.backend == "array" else "one PE"
+        if args.backend != "pe" else "one PE"
     print(f"Digits CNN, batch {args.batch}, dy pruned at p = {args.rate:g}, {config.name} preset, "
           f"{units}, {args.sim or 'verilator'}:")
     print()
@@ -102,14 +117,15 @@ def main(argv=None):
     run.add_argument("--config", default="default", choices=sorted(PRESETS))
     run.add_argument("--dense", action="store_true", help="dense mode: the baseline")
     run.add_argument("--sim", choices=["verilator", "icarus"], default=None)
-    run.add_argument("--backend", choices=["array", "pe"], default="array",
-                     help="the PE array (default) or a single PE")
+    run.add_argument("--backend", choices=list(BACKENDS), default="accelerator",
+                     help="the top level with buffers, controller and AXI ports (default), "
+                          "the PE array fed directly, or a single PE")
     layers = commands.add_parser(
         "layer-speedup", help="dense vs sparse whole-layer cycles of a real network on the RTL")
     layers.add_argument("--config", default="small", choices=sorted(PRESETS))
     layers.add_argument("--rate", type=rate, default=0.9, help="pruning rate of dy")
     layers.add_argument("--batch", type=positive_int, default=2)
-    layers.add_argument("--backend", choices=["array", "pe"], default="array")
+    layers.add_argument("--backend", choices=list(BACKENDS), default="accelerator")
     layers.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     layers.add_argument("--json", default="build/layer_speedup.json")
     speed = commands.add_parser(
@@ -121,9 +137,16 @@ def main(argv=None):
     speed.add_argument("--batch", type=positive_int, default=4, help="images in the captured batch")
     speed.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed.add_argument("--json", default="build/pe_speedup.json")
+    regress = commands.add_parser(
+        "regression", help="bit-exact regression of whole layers on the top level, with a "
+                           "summary table")
+    regress.add_argument("--config", default="small", choices=sorted(PRESETS))
+    regress.add_argument("--quick", action="store_true", help="only the cases make test runs")
+    regress.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    regress.add_argument("--json", default="build/regression.json")
     args = parser.parse_args(argv)
-    run_command({"layer": layer, "layer-speedup": layer_speedup,
-                 "pe-speedup": pe_speedup}[args.command], args)
+    run_command({"layer": layer, "layer-speedup": layer_speedup, "pe-speedup": pe_speedup,
+                 "regression": regression}[args.command], args)
 
 
 if __name__ == "__main__":

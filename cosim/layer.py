@@ -155,14 +155,15 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
 BACKENDS = ("accelerator", "array", "pe")
 
 
-def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals, output):
+def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals, output,
+                     axi_patterns, capacity):
     """Groups -> runs of the top level (buffers, controller, AXI) -> output and counters."""
     from gen.program import build_runs
 
     from .accel_jobs import make_entry, run_accelerator
 
     runs = build_runs(config, spec.phase, groups, stride=spec.stride, kernel=spec.kernel_hw[1],
-                      dense=dense)
+                      dense=dense, capacity=capacity)
     started = time.perf_counter()
     # Runs per simulator invocation, up to _COMMANDS_PER_CALL row commands:
     # bounds the job's size and gives progress output.
@@ -176,7 +177,8 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
     done_runs = 0
     for chunk in calls:
         label = f"{spec.phase} runs {done_runs + 1}..{done_runs + len(chunk)}"
-        (results,) = run_accelerator(config, [make_entry(chunk, label=label)],
+        entry = make_entry(chunk, label=label, patterns=axi_patterns, seed=done_runs)
+        (results,) = run_accelerator(config, [entry],
                                      simulator=simulator, name=f"layer-{spec.phase}")
         for run, result in zip(chunk, results):
             position = 0
@@ -184,8 +186,8 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
                 length = rows[0].out_len
                 for unit, key in enumerate(keys):
                     if key is not None:    # PEs without a row of their own made zeros
-                        output[(*key, columns)] = result["outputs"][unit][position:position + length]
-                        totals["dense_macs"] += rows[unit].dense_macs
+                        # Added, not assigned: the pieces of a split row add up.
+                        output[(*key, columns)] += result["outputs"][unit][position:position + length]
                 position += length
             for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
                          "effectual_macs"):
@@ -201,7 +203,8 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
 
 
 def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
-              kernel=None, dense=False, simulator=None, progress=False, backend="accelerator"):
+              kernel=None, dense=False, simulator=None, progress=False, backend="accelerator",
+              axi_patterns=None, capacity=None):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
     ``output`` is the exact SPEC section 2 result as ``int64`` (raw
@@ -211,7 +214,10 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     (the top level: buffers loaded over AXI4-Stream, the controller running
     row commands on the array, counters read over AXI4-Lite; cycles are the
     compute cycles of its runs), ``"array"`` (the PE array fed directly) or
-    ``"pe"`` (one PE). The result is also checked against the golden model;
+    ``"pe"`` (one PE). For tests, the accelerator back end takes
+    ``axi_patterns`` (pause patterns of ``s_axis`` and ``m_axis``, see
+    :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
+    (:class:`gen.program.Capacity`) that forces several runs. The result is also checked against the golden model;
     a difference raises ``RuntimeError``.
     """
     if backend not in BACKENDS:
@@ -229,8 +235,12 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     started = time.perf_counter()
     if backend == "accelerator":
         totals.update(runs=0, load_beats=0, output_beats=0)
+        totals["dense_macs"], golden_effectual = golden.count_macs(
+            spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask, stride=spec.stride,
+            pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
         _run_accelerator(config, spec, groups, dense=dense, simulator=simulator,
-                         progress=progress, totals=totals, output=output)
+                         progress=progress, totals=totals, output=output,
+                         axi_patterns=axi_patterns, capacity=capacity)
     chunk_size = max(1, _ROWS_PER_CHUNK // pes)
     for first in range(0, len(groups) if backend != "accelerator" else 0, chunk_size):
         chunk = groups[first:first + chunk_size]
@@ -257,6 +267,9 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     expected = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
                                  stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
                                  kernel_hw=spec.kernel_hw)
+    if backend == "accelerator" and totals["effectual_macs"] != golden_effectual:
+        raise RuntimeError(f"the RTL counted {totals['effectual_macs']} effectual MACs, the "
+                           f"golden model {golden_effectual}")
     if not np.array_equal(output, expected):
         first = tuple(int(i) for i in np.argwhere(output != expected)[0])
         raise RuntimeError(f"RTL result differs from the golden model first at {first}: "

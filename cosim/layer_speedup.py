@@ -17,7 +17,8 @@ from .layer import run_layer
 __all__ = ["measure_layers", "format_layer_table"]
 
 
-def measure_layers(config, p=0.9, *, batch_size=2, seed=0, simulator=None, backend="array"):
+def measure_layers(config, p=0.9, *, batch_size=2, seed=0, simulator=None,
+                   backend="accelerator"):
     from pruning import capture_digits
 
     results = []

@@ -103,11 +103,27 @@ def _build_locked(config, block, simulator, build_dir):
         if changed:
             target.write_text(fresh.read_text())
             (rtl_dir / f"{block}.json").write_text(config.to_json() + "\n")
-    runner = get_runner(simulator)
+    sources = [target]
     build_args = []
     if simulator == "verilator":
-        build_args = [f"-Wno-{name}" for name in LINT_WAIVERS] + ["-Wno-fatal", "-O3"]
-    runner.build(sources=[target], hdl_toplevel=block, build_dir=build_dir / "sim",
+        # cocotb's runner passes --public-flat-rw, which makes every signal
+        # of the design public and turns off most of Verilator's
+        # optimizations (the 16-PE array took over 20 minutes to build). The
+        # benches only touch the top level's ports, so only those are public.
+        public = rtl_dir / "public.vlt"
+        text = f'`verilator_config\npublic_flat_rw -module "{block}" -var "*"\n'
+        if not public.exists() or public.read_text() != text:
+            public.write_text(text)
+        sources = [public, target]
+        build_args = ([f"-Wno-{name}" for name in LINT_WAIVERS]
+                      + ["-Wno-fatal", "-O3", "--no-public-flat-rw"])
+    # A change of flags rebuilds too.
+    flags = rtl_dir / "build_flags.txt"
+    if not flags.exists() or flags.read_text() != " ".join(build_args):
+        flags.write_text(" ".join(build_args))
+        changed = True
+    runner = get_runner(simulator)
+    runner.build(sources=sources, hdl_toplevel=block, build_dir=build_dir / "sim",
                  always=changed, timescale=("1ns", "1ps"), build_args=build_args,
                  log_file=build_dir / "build.log")
 

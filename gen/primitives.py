@@ -59,6 +59,9 @@ class OutputRow:
     # Per task, the MACs the PE issues for each streamed element, in stream
     # order (dense or sparse mode).
     issued_per_task: list = field(default_factory=list)
+    # A partial row (a piece of a row split across runs) has no expected
+    # values of its own; it has this length.
+    partial_len: int = 0
 
     def issue_cycles(self, lanes):
         """Cycles the issue stage needs: each element's MACs, ``lanes`` per cycle."""
@@ -66,7 +69,7 @@ class OutputRow:
 
     @property
     def out_len(self):
-        return int(self.expected.size)
+        return self.partial_len if self.expected is None else int(self.expected.size)
 
     def idle_beats(self, per_beat):
         """Beats of ``per_beat`` elements none of which has a MAC (the PE drops them all)."""
@@ -370,15 +373,24 @@ class LayerRows:
                                 pad=self.pad, kernel=self.s_len, in_width=self.w_len,
                                 mask=row_mask, dense=dense)
 
-    def groups(self, config, pes, *, dense=False):
+    def groups(self, config, pes, *, dense=False, balance=True):
         """Rows for a ``pes``-PE array, in order: ``(keys, columns, [OutputRow per PE])``.
 
         The rows of one group differ only in the channel ``j``, so they share
         every streamed row. ``keys[p]`` is None where PE ``p`` has no row of
         its own (the last group of a channel count that ``pes`` does not
         divide): it gets zero stationary rows and its results are dropped.
+
+        With ``balance`` the rows of a group go to the PEs by longest
+        processing time first: the row with the most issue cycles to the PE
+        with the least work so far in the layer. In sparse mode the channels
+        hold very different work (a ReLU mask or an input channel can be
+        mostly zero), and a fixed channel-to-PE map would leave the array
+        waiting for the PE of the busiest channel; the compiler knows every
+        row's work, since it compresses the rows itself.
         """
         outer, channels, inner = self.shape
+        load = [0] * pes
         for i in range(outer):
             for l in range(inner):
                 for first in range(0, channels, pes):
@@ -387,6 +399,17 @@ class LayerRows:
                     per_pe += [self.tiles(config, members[0], dense=dense, idle=True)] \
                         * (pes - len(members))
                     keys = members + [None] * (pes - len(members))
+                    if balance:
+                        work = [sum(row.issue_cycles(config.lanes) for _, row in tiles)
+                                for tiles in per_pe]
+                        by_work = sorted(range(pes), key=lambda n: -work[n])
+                        by_load = sorted(range(pes), key=lambda p: load[p])
+                        placed = [0] * pes
+                        for unit, member in zip(by_load, by_work):
+                            placed[unit] = member
+                            load[unit] += work[member]
+                        per_pe = [per_pe[n] for n in placed]
+                        keys = [keys[n] for n in placed]
                     for position, (columns, _) in enumerate(per_pe[0]):
                         yield keys, columns, [tiles[position][1] for tiles in per_pe]
 

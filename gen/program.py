@@ -161,7 +161,8 @@ class _RunBuilder:
             })
         self.groups.append(group)
         for unit, row in enumerate(rows):
-            self.expected[unit].extend(int(v) for v in row.expected)
+            self.expected[unit].extend([None] * row.out_len if row.expected is None
+                                       else [int(v) for v in row.expected])
             self.issue_per_pe[unit] += row.issue_cycles(config.lanes)
 
     def finish(self):
@@ -190,27 +191,62 @@ class _RunBuilder:
         return run
 
 
+def _slice(rows, first, stop):
+    import dataclasses
+
+    from gen.primitives import OutputRow
+
+    pieces = []
+    for row in rows:
+        tasks = list(row.tasks[first:stop])
+        tasks[-1] = dataclasses.replace(tasks[-1], row_last=True)
+        pieces.append(OutputRow(tasks, None, 0, 0, row.issued_per_task[first:stop],
+                                partial_len=row.out_len))
+    return pieces
+
+
 def build_runs(config, phase, groups, *, stride, kernel, dense, capacity=None):
     """Pack ``groups`` (from :meth:`~gen.primitives.LayerRows.groups`) into :class:`Run` s.
 
     ``capacity`` (default: the config's buffer sizes) bounds each run; groups
-    are taken in order while they fit. A group that alone does not fit raises
-    ``ValueError`` naming the buffer.
+    are taken in order while they fit. A group that does not fit even an
+    empty run is split into pieces of partial rows; a
+    run's ``expected[p]`` then holds None for the outputs of partial rows,
+    and the caller adds the pieces' outputs.
     """
     capacity = capacity or Capacity.of(config)
     builder = _RunBuilder(config, phase, stride=stride, kernel=kernel, dense=dense)
     runs = []
     for group in groups:
-        if not builder.fits(group[2], capacity):
-            if builder.empty:
-                commands, stationary, masks, beats, outputs = builder._needs(group[2])
-                raise ValueError(
-                    f"one group of output rows needs {commands} commands, {stationary} "
-                    f"stationary entries, {masks} mask entries, {beats} operand beats and "
-                    f"{outputs} outputs per PE, more than the {config.name} preset's buffers "
-                    f"hold ({capacity})")
+        if builder.fits(group[2], capacity):
+            builder.add(group)
+            continue
+        if not builder.empty:
             runs.append(builder.finish())
-        builder.add(group)
+        if builder.fits(group[2], capacity):
+            builder.add(group)
+            continue
+        # Too large for one run: pieces of partial rows, each closing the
+        # rows with its last bundle; each PE drains a partial row and the
+        # host adds them (exact: the same products in another order).
+        keys, columns, rows = group
+        count, first = len(rows[0].tasks), 0
+        while first < count:
+            stop = first + 1
+            if not builder.fits(_slice(rows, first, stop), capacity):
+                if builder.empty:
+                    commands, stationary, masks, beats, _ = builder._needs(
+                        _slice(rows, first, stop))
+                    raise ValueError(
+                        f"one row command needs {stationary} stationary entries, {masks} mask "
+                        f"entries and {beats} operand beats, more than the buffers hold "
+                        f"({capacity})")
+                runs.append(builder.finish())
+                continue
+            while stop < count and builder.fits(_slice(rows, first, stop + 1), capacity):
+                stop += 1
+            builder.add((keys, columns, _slice(rows, first, stop)))
+            first = stop
     if not builder.empty:
         runs.append(builder.finish())
     return runs

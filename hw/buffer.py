@@ -16,12 +16,17 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import array_result_layout
 
-__all__ = ["packet_layout", "LoadBuffer", "OutputBuffer"]
+__all__ = ["packet_layout", "entry_beats", "LoadBuffer", "OutputBuffer"]
 
 
 def packet_layout(width):
     """One beat of a packet on the AXI4-Stream side: ``data`` and ``last``."""
     return data.StructLayout({"data": unsigned(width), "last": unsigned(1)})
+
+
+def entry_beats(shape, stream_width):
+    """Load beats of ``stream_width`` bits that make up one entry of ``shape``."""
+    return -(-Shape.cast(shape).width // stream_width)
 
 
 class LoadBuffer(wiring.Component):
@@ -50,10 +55,10 @@ class LoadBuffer(wiring.Component):
     """
 
     def __init__(self, *, shape, depth, stream_width):
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive int, not {depth!r}")
-        if not isinstance(stream_width, int) or stream_width < 1:
-            raise ValueError(f"stream_width must be a positive int, not {stream_width!r}")
+        for name, value in (("depth", depth), ("stream_width", stream_width)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self._MustUse__silence = True    # refused: not an unused design
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
         self._shape, self._depth, self._stream_width = shape, depth, stream_width
         super().__init__({
             "load": In(stream.Signature(packet_layout(stream_width))),
@@ -70,7 +75,7 @@ class LoadBuffer(wiring.Component):
     @property
     def beats_per_entry(self):
         """Load beats that make up one entry."""
-        return -(-Shape.cast(self._shape).width // self._stream_width)
+        return entry_beats(self._shape, self._stream_width)
 
     @property
     def bits(self):
@@ -87,7 +92,7 @@ class LoadBuffer(wiring.Component):
         write = memory.write_port(granularity=width)
         read = memory.read_port(domain="sync")
 
-        part = Signal(range(beats))
+        part = Signal(range(max(beats, 2)))     # one bit even when an entry is one beat
         entry = Signal(range(self._depth + 1))
         full = Signal()
         m.d.comb += [

@@ -23,6 +23,16 @@ def test_emit_and_lint(tmp_path):
     lint([path])
 
 
+def test_top_level_emits_axi_ports_and_lints(tmp_path):
+    (path,) = emit(SMALL, tmp_path, blocks=["accelerator"])
+    text = path.read_text()
+    assert "module accelerator" in text
+    for port in ("s_axil__awaddr", "s_axil__rresp", "s_axis__tdest", "s_axis__tready",
+                 "m_axis__tlast", "irq"):
+        assert port in text
+    lint([path])
+
+
 def test_gen_command_reports_bad_block(tmp_path, capsys):
     with pytest.raises(SystemExit):
         gen_main(["verilog", "--config", "small", "--out", str(tmp_path), "--block", "gpu"])

@@ -1,0 +1,175 @@
+"""The co-simulation regression of whole layers on the accelerator top level.
+
+Every case runs one layer phase through :func:`cosim.layer.run_layer` on the
+top level's Verilog twice, in dense and in sparse mode; every output is
+compared bit for bit with the golden model (``run_layer`` raises on the
+first difference). The cases: the conv layers of the digits CNN captured on
+real digits with ``dy`` pruned at ``p = 0.9`` (natural and artificial
+sparsity), random layers, edge cases (all-zero and fully dense inputs, 1x1
+kernels, stride 2 with odd sizes, rows and layers that need tiling) and
+random AXI backpressure and idle cycles on both streams.
+
+:func:`format_table` prints a summary line per case: dense and sparse
+cycles, measured and ideal speedup, PE utilization in both modes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gen.program import Capacity
+
+from .layer import run_layer
+
+__all__ = ["Case", "cases", "run_case", "run_regression", "format_table"]
+
+
+@dataclass
+class Case:
+    """One layer phase and how to run it."""
+
+    name: str
+    phase: str
+    operands: dict
+    stride: int = 1
+    pad: int = 0
+    kernel: tuple | None = None
+    patterns: dict | None = None
+    capacity: Capacity | None = None
+    quick: bool = False
+    notes: list = field(default_factory=list)
+
+
+def _random_layer(rng, *, batch, channels, filters, size, kernel, stride, pad, density=0.5,
+                  dy_density=0.2, low=-20, high=20):
+    from pruning import golden
+
+    x = rng.integers(low, high + 1, (batch, channels, *size))
+    x[rng.random(x.shape) >= density] = 0
+    w = rng.integers(low, high + 1, (filters, channels, *kernel))
+    out = [golden.output_size(s, r, stride, pad) for s, r in zip(size, kernel)]
+    dy = rng.integers(low, high + 1, (batch, filters, *out))
+    dy[rng.random(dy.shape) >= dy_density] = 0
+    mask = (x > 0).astype(np.int64)
+    return {"x": x, "w": w, "dy": dy, "mask": mask}
+
+
+def _phase_operands(phase, layer):
+    """The operands ``run_layer`` takes for ``phase`` out of a full layer."""
+    if phase == "ff":
+        return {"x": layer["x"], "w": layer["w"]}
+    if phase == "bp":
+        return {"dy": layer["dy"], "w": layer["w"], "mask": layer["mask"]}
+    return {"x": layer["x"], "dy": layer["dy"]}
+
+
+def cases(config, *, quick=False, seed=0, p=0.9):
+    """The regression cases for ``config``; ``quick`` keeps the ones ``make test`` runs."""
+    rng = np.random.default_rng(seed)
+    result = []
+
+    def add(name, layer, *, stride, pad, quick_phases=(), **extra):
+        for phase in ("ff", "bp", "wg"):
+            kernel = tuple(layer["w"].shape[2:]) if phase == "wg" else None
+            result.append(Case(f"{name}", phase, _phase_operands(phase, layer), stride=stride,
+                               pad=pad, kernel=kernel, quick=phase in quick_phases, **extra))
+
+    add("random 3x3 s1 p1", _random_layer(rng, batch=2, channels=3, filters=5, size=(6, 7),
+                                          kernel=(3, 3), stride=1, pad=1),
+        stride=1, pad=1, quick_phases=("ff", "bp", "wg"))
+    add("random 5x3 s2 p2 odd", _random_layer(rng, batch=1, channels=2, filters=3, size=(9, 7),
+                                              kernel=(5, 3), stride=2, pad=2),
+        stride=2, pad=2, quick_phases=("bp",))
+    add("1x1 kernel", _random_layer(rng, batch=2, channels=5, filters=3, size=(4, 5),
+                                    kernel=(1, 1), stride=1, pad=0),
+        stride=1, pad=0, quick_phases=("wg",))
+    zero = _random_layer(rng, batch=1, channels=2, filters=3, size=(5, 5), kernel=(3, 3),
+                         stride=1, pad=1)
+    zero["x"][:] = 0
+    zero["dy"][:] = 0
+    add("all-zero x and dy", zero, stride=1, pad=1, quick_phases=("ff",))
+    add("fully dense", _random_layer(rng, batch=1, channels=2, filters=3, size=(5, 6),
+                                     kernel=(3, 3), stride=1, pad=1, density=1.0,
+                                     dy_density=1.0, low=1, high=9),
+        stride=1, pad=1)
+    wide = config.max_row + config.max_row // 2 + 3
+    add(f"rows of {wide} > max_row (tiled)",
+        _random_layer(rng, batch=1, channels=2, filters=2, size=(3, wide), kernel=(3, 3),
+                      stride=2, pad=1),
+        stride=2, pad=1, quick_phases=("wg",))
+    add("stride 4, 7x7 kernel", _random_layer(rng, batch=1, channels=2, filters=2,
+                                               size=(15, 17), kernel=(7, 7), stride=4, pad=3),
+        stride=4, pad=3)
+    # Buffers shrunk on the host side: the layer needs several load-compute-readout runs.
+    small = Capacity(program=40, operand=16, stationary=8, mask=4, outputs=64)  # splits rows too
+    add("several runs per layer", _random_layer(rng, batch=2, channels=3, filters=4,
+                                                size=(6, 6), kernel=(3, 3), stride=1, pad=1),
+        stride=1, pad=1, capacity=small, quick_phases=("ff", "bp"))
+    patterns = {"s_axis": 0.6, "m_axis": 0.5}
+    add("AXI backpressure", _random_layer(rng, batch=1, channels=3, filters=4, size=(5, 6),
+                                          kernel=(3, 3), stride=1, pad=1),
+        stride=1, pad=1, patterns=patterns, quick_phases=("ff", "bp", "wg"))
+
+    if not quick:
+        from pruning import capture_digits
+
+        for layer in capture_digits(p, batch_size=2, seed=seed):
+            full = {"x": layer.x, "w": layer.w, "dy": layer.dy, "mask": layer.mask}
+            for phase in ("ff", "bp", "wg"):
+                result.append(Case(f"digits {layer.name} p={p:g}", phase,
+                                   _phase_operands(phase, full), stride=layer.stride,
+                                   pad=layer.pad,
+                                   kernel=tuple(layer.kernel_hw) if phase == "wg" else None))
+    return [case for case in result if case.quick or not quick]
+
+
+def run_case(config, case, *, simulator=None):
+    """Dense and sparse runs of ``case``; returns a summary dict."""
+    measured = {}
+    for dense in (True, False):
+        _, stats = run_layer(config, case.phase, **case.operands, stride=case.stride,
+                             pad=case.pad, kernel=case.kernel, dense=dense, simulator=simulator,
+                             axi_patterns=case.patterns, capacity=case.capacity)
+        measured[dense] = stats
+    dense_stats, sparse_stats = measured[True], measured[False]
+    entry = {
+        "case": case.name, "phase": case.phase,
+        "dense_macs": sparse_stats["dense_macs"], "effectual_macs": sparse_stats["effectual_macs"],
+        "dense_cycles": dense_stats["cycles"], "sparse_cycles": sparse_stats["cycles"],
+        "dense_utilization": dense_stats["pe_utilization"],
+        "sparse_utilization": sparse_stats["pe_utilization"],
+        "runs": sparse_stats["runs"],
+    }
+    entry["measured_speedup"] = entry["dense_cycles"] / max(entry["sparse_cycles"], 1)
+    entry["ideal_speedup"] = entry["dense_macs"] / max(entry["effectual_macs"], 1)
+    return entry
+
+
+def run_regression(config, *, quick=False, simulator=None, progress=True):
+    results = []
+    selected = cases(config, quick=quick)
+    started = time.perf_counter()
+    for number, case in enumerate(selected, 1):
+        entry = run_case(config, case, simulator=simulator)
+        results.append(entry)
+        if progress:
+            print(f"[{number}/{len(selected)}] {case.name} {case.phase}: bit-exact, dense "
+                  f"{entry['dense_cycles']} / sparse {entry['sparse_cycles']} cycles "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    return results
+
+
+def format_table(results):
+    lines = ["| case | phase | runs | dense cycles | sparse cycles | measured speedup | "
+             "ideal speedup | utilization dense | utilization sparse | bit-exact |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in results:
+        lines.append(
+            f"| {e['case']} | {e['phase'].upper()} | {e['runs']} | {e['dense_cycles']} | "
+            f"{e['sparse_cycles']} | {e['measured_speedup']:.2f}x | {e['ideal_speedup']:.2f}x | "
+            f"{100 * e['dense_utilization']:.1f}% | {100 * e['sparse_utilization']:.1f}% | yes |")
+    return "\n".join(lines)
