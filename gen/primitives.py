@@ -381,13 +381,16 @@ class LayerRows:
         its own (the last group of a channel count that ``pes`` does not
         divide): it gets zero stationary rows and its results are dropped.
 
-        With ``balance`` the rows of a group go to the PEs by longest
-        processing time first: the row with the most issue cycles to the PE
-        with the least work so far in the layer. In sparse mode the channels
-        hold very different work (a ReLU mask or an input channel can be
-        mostly zero), and a fixed channel-to-PE map would leave the array
-        waiting for the PE of the busiest channel; the compiler knows every
-        row's work, since it compresses the rows itself.
+        With ``balance`` the rows of a group are rotated over the PEs: PE
+        ``p`` gets member ``(p + r) % pes``, with the rotation ``r`` that
+        keeps the most loaded PE (counting the work so far in the layer)
+        least loaded. In sparse mode the channels hold very different work (a
+        ReLU mask or an input channel can be mostly zero), and a fixed
+        channel-to-PE map would leave the array waiting for the PE of the
+        busiest channel; the compiler knows every row's work, since it
+        compresses the rows itself. Rotations (not any permutation) keep the
+        operands shareable: the controller rotates a stationary entry as it
+        reads it, so one entry serves every rotation.
         """
         outer, channels, inner = self.shape
         load = [0] * pes
@@ -402,11 +405,10 @@ class LayerRows:
                     if balance:
                         work = [sum(row.issue_cycles(config.lanes) for _, row in tiles)
                                 for tiles in per_pe]
-                        by_work = sorted(range(pes), key=lambda n: -work[n])
-                        by_load = sorted(range(pes), key=lambda p: load[p])
-                        placed = [0] * pes
-                        for unit, member in zip(by_load, by_work):
-                            placed[unit] = member
+                        turn = min(range(pes), key=lambda r: max(
+                            load[p] + work[(p + r) % pes] for p in range(pes)))
+                        placed = [(p + turn) % pes for p in range(pes)]
+                        for unit, member in enumerate(placed):
                             load[unit] += work[member]
                         per_pe = [per_pe[n] for n in placed]
                         keys = [keys[n] for n in placed]

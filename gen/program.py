@@ -103,17 +103,32 @@ class _RunBuilder:
         self.groups, self.expected = [], [[] for _ in range(self.config.pes)]
         self.issue_per_pe = [0] * self.config.pes
 
+    def _rotation(self, rows):
+        """``(rotate, entry)``: an entry already stored that holds ``rows`` rotated, or
+        ``(0, rows)``. PE ``p`` reads row ``(p + rotate) % pes`` of an entry."""
+        pes = len(rows)
+        for turn in range(pes):
+            entry = tuple(rows[(q - turn) % pes] for q in range(pes))
+            if entry in self.stationary:
+                return turn, entry
+        return 0, rows
+
+    @staticmethod
+    def _turned(rows, turn):
+        pes = len(rows)
+        return tuple(rows[(q - turn) % pes] for q in range(pes))
+
     def _needs(self, rows):
         """New entries this group adds: (commands, stationary, masks, operand beats, outputs)."""
         stationary, masks, operands = set(), set(), {}
         commands = 0
         for tasks in zip(*(row.tasks for row in rows)):
             commands += 1
-            key = tuple(task.stationary for task in tasks)
+            turn, key = self._rotation(tuple(task.stationary for task in tasks))
             if key not in self.stationary:
                 stationary.add(key)
             if self.phase == "bp":
-                key = tuple(task.mask for task in tasks)
+                key = self._turned(tuple(task.mask for task in tasks), turn)
                 if key not in self.masks:
                     masks.add(key)
             elements = tasks[0].elements
@@ -140,11 +155,12 @@ class _RunBuilder:
         config = self.config
         for tasks in zip(*(row.tasks for row in rows)):
             first = tasks[0]
-            key = tuple(task.stationary for task in tasks)
+            turn, key = self._rotation(tuple(task.stationary for task in tasks))
             stationary = self.stationary.setdefault(key, len(self.stationary))
             mask = 0
             if self.phase == "bp":
-                mask = self.masks.setdefault(tuple(task.mask for task in tasks), len(self.masks))
+                mask = self.masks.setdefault(
+                    self._turned(tuple(task.mask for task in tasks), turn), len(self.masks))
             address = beats = 0
             if first.elements:
                 if first.elements not in self.operands:
@@ -157,7 +173,7 @@ class _RunBuilder:
                 "empty": int(first.empty), "row_last": int(first.row_last), "pad": first.pad,
                 "in_width": first.in_width, "out_width": first.out_width,
                 "stationary_address": stationary, "mask_address": mask,
-                "operand_address": address, "operand_beats": beats,
+                "operand_address": address, "operand_beats": beats, "rotate": turn,
             })
         self.groups.append(group)
         for unit, row in enumerate(rows):

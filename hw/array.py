@@ -13,6 +13,13 @@ hold different numbers of effectual MACs). Each PE therefore takes its tasks
 and beats from its own queues of ``array_queue_depth`` entries; the broadcast
 advances when every queue has room, so a PE waits for the slowest only when
 it is a whole queue ahead. Partial sums accumulate over time inside each PE.
+
+In sparse mode a PE whose stationary row (or, in BP, whose output-mask row)
+is all zero has no effectual MAC in the primitive, whatever its streamed
+elements: the array does not give it the primitive (unless the primitive
+closes the row), so the PE spends no accept cycle on it and runs ahead on its
+own work. The zero test is an OR over the bundle's row, in hardware; the
+host only sends zero rows to PEs that have no row of their own.
 Results leave through one stream whose beats carry a lane per PE: all PEs
 drain in parallel, as into a banked output buffer.
 """
@@ -21,7 +28,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import array_result_layout, bundle_layout, element_layout, task_layout
+from .layouts import Phase, array_result_layout, bundle_layout, element_layout, task_layout
 from .pe import SparsePE
 
 __all__ = ["PEArray"]
@@ -85,6 +92,22 @@ class PEArray(wiring.Component):
         task_shape = task_layout(config)
         beat_shape = element_layout(config)
 
+        # Sparse mode: a PE whose stationary row is all zero (or, in BP,
+        # whose output mask row is all zero) has no effectual MAC in the
+        # primitive, whatever the streamed elements; it does not get the
+        # primitive at all (unless it closes the row), so it does not spend an
+        # accept cycle on it and runs ahead on its own work. The beats of a
+        # primitive follow its bundle: a routing queue holds, per non-empty
+        # primitive, which PEs take its beats.
+        bundle = self.task.payload
+        takes = Signal(pes)
+        for number in range(pes):
+            idle_row = (bundle.stationary[number].as_value() == 0) | \
+                ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
+            m.d.comb += takes[number].eq(bundle.task.dense | bundle.task.row_last | ~idle_row)
+        m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
+        m.d.comb += routing.w_data.eq(takes)
+
         task_queues, beat_queues, units = [], [], []
         for number in range(pes):
             unit = SparsePE(config)
@@ -104,9 +127,10 @@ class PEArray(wiring.Component):
                 own_task.stationary.eq(self.task.payload.stationary[number]),
                 own_task.mask.eq(self.task.payload.mask[number]),
                 task_queue.w_data.eq(own_task),
-                task_queue.w_en.eq(self.task.valid & self.task.ready),
+                task_queue.w_en.eq(self.task.valid & self.task.ready & takes[number]),
                 beat_queue.w_data.eq(self.operand.payload),
-                beat_queue.w_en.eq(self.operand.valid & self.operand.ready),
+                beat_queue.w_en.eq(self.operand.valid & self.operand.ready
+                                   & routing.r_data[number]),
                 # Queue -> PE.
                 unit.task.payload.eq(task_queue.r_data),
                 unit.task.valid.eq(task_queue.r_rdy),
@@ -116,10 +140,14 @@ class PEArray(wiring.Component):
                 beat_queue.r_en.eq(unit.operand.ready),
             ]
 
-        # The broadcast advances only when every PE's queue has room.
+        # The broadcast advances only when every PE that takes it has room.
         m.d.comb += [
-            self.task.ready.eq(Cat(q.w_rdy for q in task_queues).all()),
-            self.operand.ready.eq(Cat(q.w_rdy for q in beat_queues).all()),
+            self.task.ready.eq(Cat(q.w_rdy | ~takes[n] for n, q in enumerate(task_queues)).all()
+                               & routing.w_rdy),
+            routing.w_en.eq(self.task.valid & self.task.ready & ~bundle.task.empty),
+            self.operand.ready.eq(routing.r_rdy & Cat(q.w_rdy | ~routing.r_data[n]
+                                                      for n, q in enumerate(beat_queues)).all()),
+            routing.r_en.eq(self.operand.valid & self.operand.ready & self.operand.payload.last),
         ]
 
         # All PEs drain in parallel: a beat carries every PE's next output.
@@ -147,5 +175,6 @@ class PEArray(wiring.Component):
         ]
         # A queue's level counts entries still in flight to its read port.
         m.d.comb += self.idle.eq(Cat(u.idle for u in units).all()
-                                 & Cat(q.level == 0 for q in task_queues + beat_queues).all())
+                                 & Cat(q.level == 0
+                                       for q in task_queues + beat_queues + [routing]).all())
         return m

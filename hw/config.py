@@ -95,7 +95,7 @@ class AccelConfig:
     max_kernel: int = 11
     max_stride: int = 4
     max_pad: int = 5
-    max_row: int = 64
+    max_row: int = 32
     elements_per_beat: int = 2
     queue_depth: int = 4
     counter_width: int = 48
@@ -105,8 +105,8 @@ class AccelConfig:
     stream_width: int = 64
     program_depth: int = 4096
     operand_depth: int = 4096
-    stationary_depth: int = 256
-    mask_depth: int = 256
+    stationary_depth: int = 512
+    mask_depth: int = 512
     output_depth: int = 1024
 
     def __post_init__(self):
@@ -233,6 +233,7 @@ PRESETS = {
     "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2, program_depth=1024,
                         operand_depth=1024, stationary_depth=64, mask_depth=64,
                         output_depth=256),
+    # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),
 }
 

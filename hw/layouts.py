@@ -131,6 +131,9 @@ def command_layout(config):
     the mask-buffer entry (BP), and where the primitive's streamed beats
     start in the operand buffer and how many there are. Rows are referenced,
     not copied: a streamed row that feeds many primitives is loaded once.
+    ``rotate`` gives PE ``p`` row ``(p + rotate) % pes`` of the stationary and
+    mask entries, so one entry serves every rotation of the rows over the
+    PEs (the compiler rotates rows to balance the PEs' work).
     """
     return data.StructLayout({
         "empty": unsigned(1),
@@ -142,6 +145,7 @@ def command_layout(config):
         "mask_address": unsigned(config.address_width(config.mask_depth)),
         "operand_address": unsigned(config.address_width(config.operand_depth)),
         "operand_beats": unsigned(config.operand_depth.bit_length()),
+        "rotate": unsigned(max(1, (config.pes - 1).bit_length())),
     })
 
 

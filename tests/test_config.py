@@ -49,6 +49,6 @@ def test_json_round_trip():
 
 def test_derived_widths():
     config = PRESETS["default"]
-    assert config.index_width == 7            # 0..64
+    assert config.index_width == 6            # 0..32
     assert (config.data_min, config.data_max) == (-32768, 32767)
     assert config.acc_max == (1 << 47) - 1
