@@ -394,9 +394,13 @@ class LayerRows:
         """
         outer, channels, inner = self.shape
         load = [0] * pes
-        for i in range(outer):
-            for l in range(inner):
-                for first in range(0, channels, pes):
+        # Channel blocks outermost: consecutive groups share their stationary
+        # rows (FF: the filter rows of a block of output channels; BP: of a
+        # block of input channels; WG: the input rows of a block of
+        # channels), so a run of the top level holds few stationary entries.
+        for first in range(0, channels, pes):
+            for i in range(outer):
+                for l in range(inner):
                     members = [(i, j, l) for j in range(first, min(first + pes, channels))]
                     per_pe = [self.tiles(config, key, dense=dense) for key in members]
                     per_pe += [self.tiles(config, members[0], dense=dense, idle=True)] \

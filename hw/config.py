@@ -226,13 +226,9 @@ class AccelConfig:
 
 PRESETS = {
     # Fast tests: short rows, one lane, a 2x2 array.
-    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2, program_depth=1024,
-                         operand_depth=1024, stationary_depth=64, mask_depth=64,
-                         output_depth=256),
+    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2),
     # Two lanes per PE.
-    "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2, program_depth=1024,
-                        operand_depth=1024, stationary_depth=64, mask_depth=64,
-                        output_depth=256),
+    "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
     # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),
 }
