@@ -248,7 +248,9 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         rows = [group_rows for _, _, group_rows in chunk]
         label = f"{spec.phase} groups {first}..{first + len(chunk) - 1}"
         if backend == "array":
-            (result,) = run_array(config, [make_array_run(config, rows, label=label)],
+            present = [[key is not None for key in keys] for keys, _, _ in chunk]
+            (result,) = run_array(config, [make_array_run(config, rows, label=label,
+                                                          present=present)],
                                   simulator=simulator, name=f"layer-{spec.phase}")
         else:
             (result,) = run_rows(config, [make_run(config, [r[0] for r in rows], label=label)],

@@ -48,20 +48,21 @@ def run_rows(config, runs, *, simulator=None, name="pe"):
     return runner.run(config, "cosim.test_pe", job, simulator=simulator, name=name)
 
 
-def make_array_run(config, groups, *, label, patterns=None, seed=0):
+def make_array_run(config, groups, *, label, patterns=None, seed=0, present=None):
     """One job entry for the PE array: ``groups`` of aligned rows, one per PE.
 
     ``groups`` is a list of lists: each inner list holds one
     :class:`~gen.primitives.OutputRow` per PE, rows that share their streamed
-    rows (from :meth:`gen.primitives.LayerRows.groups`).
+    rows (from :meth:`gen.primitives.LayerRows.groups`). ``present[g][p]``
+    says whether PE ``p`` has a row of its own in group ``g`` (default: yes).
     """
     packer = Packer(config)
     bundles, beats = [], []
-    for rows in groups:
+    for number, rows in enumerate(groups):
         if len(rows) != config.pes:
             raise ValueError(f"a group needs {config.pes} rows, one per PE, not {len(rows)}")
         for tasks in zip(*(row.tasks for row in rows)):
-            bundles.append(packer.bundle(tasks))
+            bundles.append(packer.bundle(tasks, present[number] if present else None))
             beats.extend(packer.beats(tasks[0]))
     issue = max(sum(rows[pe].issue_cycles(config.lanes) for rows in groups)
                 for pe in range(config.pes))

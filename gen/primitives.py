@@ -474,8 +474,11 @@ class Packer:
             "mask": mask_bits, "stationary": stationary,
         })
 
-    def bundle(self, tasks):
-        """One array bundle from the aligned tasks of all PEs (shared geometry)."""
+    def bundle(self, tasks, present=None):
+        """One array bundle from the aligned tasks of all PEs (shared geometry).
+
+        ``present`` lists, per PE, whether it has an output row of its own
+        (default: all do)."""
         from hw.layouts import bundle_layout
 
         first = tasks[0]
@@ -488,6 +491,8 @@ class Packer:
             "task": self._task_values(first),
             "stationary": [self._padded(task.stationary) for task in tasks],
             "mask": [self._mask_bits(task.mask) for task in tasks],
+            "present": sum(1 << p for p, here in enumerate(present or [True] * len(tasks))
+                           if here),
         })
 
     def beats(self, task):

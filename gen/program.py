@@ -174,6 +174,7 @@ class _RunBuilder:
                 "in_width": first.in_width, "out_width": first.out_width,
                 "stationary_address": stationary, "mask_address": mask,
                 "operand_address": address, "operand_beats": beats, "rotate": turn,
+                "present": sum(1 << p for p, key in enumerate(keys) if key is not None),
             })
         self.groups.append(group)
         for unit, row in enumerate(rows):

@@ -18,8 +18,11 @@ In sparse mode a PE whose stationary row (or, in BP, whose output-mask row)
 is all zero has no effectual MAC in the primitive, whatever its streamed
 elements: the array does not give it the primitive (unless the primitive
 closes the row), so the PE spends no accept cycle on it and runs ahead on its
-own work. The zero test is an OR over the bundle's row, in hardware; the
-host only sends zero rows to PEs that have no row of their own.
+own work. The zero test is an OR over the bundle's row, in hardware. A PE
+without an output row of its own in a group (``present`` clear: the
+channels do not fill the array) gets only the primitives that close a row,
+in both modes, so the dense baseline does not spend such PEs on rows of
+zeros either.
 Results leave through one stream whose beats carry a lane per PE: all PEs
 drain in parallel, as into a banked output buffer.
 """
@@ -104,7 +107,8 @@ class PEArray(wiring.Component):
         for number in range(pes):
             idle_row = (bundle.stationary[number].as_value() == 0) | \
                 ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
-            m.d.comb += takes[number].eq(bundle.task.dense | bundle.task.row_last | ~idle_row)
+            m.d.comb += takes[number].eq(bundle.task.row_last | (
+                bundle.present[number] & (bundle.task.dense | ~idle_row)))
         m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
         m.d.comb += routing.w_data.eq(takes)
 

@@ -172,6 +172,7 @@ class Controller(wiring.Component):
                 turned_mask.append(bits)
             stationary, mask = turned_stationary, turned_mask
         m.d.comb += [payload.stationary[p].eq(stationary[p]) for p in range(pes)]
+        m.d.comb += payload.present.eq(held.present)
         m.d.comb += [payload.mask[p].eq(mask[p]) for p in range(pes)]
 
         # -- operand sequencer ------------------------------------------------

@@ -95,7 +95,10 @@ def bundle_layout(config):
     """One row primitive for every PE of the array: shared geometry, own rows.
 
     ``task`` holds the fields all PEs share (its ``stationary`` and ``mask``
-    are ignored); PE ``p`` gets ``stationary[p]`` and ``mask[p]``.
+    are ignored); PE ``p`` gets ``stationary[p]`` and ``mask[p]``. Bit ``p``
+    of ``present`` is clear when PE ``p`` has no output row of its own in
+    this group (the channels do not fill the array): it then only gets the
+    primitives that close a row, in both modes, and drains zeros.
     """
     pes = config.pes
     return data.StructLayout({
@@ -103,6 +106,7 @@ def bundle_layout(config):
         "stationary": data.ArrayLayout(data.ArrayLayout(signed(config.data_width),
                                                         config.max_row), pes),
         "mask": data.ArrayLayout(unsigned(config.max_row), pes),
+        "present": unsigned(pes),
     })
 
 
@@ -133,7 +137,8 @@ def command_layout(config):
     not copied: a streamed row that feeds many primitives is loaded once.
     ``rotate`` gives PE ``p`` row ``(p + rotate) % pes`` of the stationary and
     mask entries, so one entry serves every rotation of the rows over the
-    PEs (the compiler rotates rows to balance the PEs' work).
+    PEs (the compiler rotates rows to balance the PEs' work). ``present``
+    is the bundle's field of that name, in PE order.
     """
     return data.StructLayout({
         "empty": unsigned(1),
@@ -146,6 +151,7 @@ def command_layout(config):
         "operand_address": unsigned(config.address_width(config.operand_depth)),
         "operand_beats": unsigned(config.operand_depth.bit_length()),
         "rotate": unsigned(max(1, (config.pes - 1).bit_length())),
+        "present": unsigned(config.pes),
     })
 
 

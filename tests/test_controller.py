@@ -72,6 +72,7 @@ def test_commands_become_bundles_and_beats(ready_rate):
             "mask_address": rng.randrange(config.mask_depth),
             "operand_address": rng.randrange(config.operand_depth - count + 1),
             "operand_beats": count, "rotate": rng.randrange(pes),
+            "present": rng.getrandbits(pes),
         })
     width = config.stream_width
     layouts = {"program": command_layout(config), "operand": element_layout(config),
@@ -121,7 +122,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
             if ctx.get(controller.bundle.valid) and bundle_ready:
                 payload = ctx.get(controller.bundle.payload)
                 assert payload.task.stride == 2 and payload.task.kernel == 3
-                got_bundles.append((payload.task.empty, payload.task.row_last, payload.task.pad,
+                got_bundles.append((payload.present, payload.task.empty, payload.task.row_last,
+                                    payload.task.pad,
                                     payload.task.in_width, payload.task.out_width,
                                     [list(payload.stationary[p]) for p in range(pes)],
                                     [payload.mask[p] for p in range(pes)]))
@@ -138,6 +140,6 @@ def test_commands_become_bundles_and_beats(ready_rate):
     sim.run()
     assert len(got_bundles) == len(commands)
     for (command, stationary, mask), got in zip(expected_bundles, got_bundles):
-        assert got == (command["empty"], command["row_last"], command["pad"],
+        assert got == (command["present"], command["empty"], command["row_last"], command["pad"],
                        command["in_width"], command["out_width"], stationary, mask)
     assert got_beats == expected_beats
