@@ -407,8 +407,10 @@ class LayerRows:
                         * (pes - len(members))
                     keys = members + [None] * (pes - len(members))
                     if balance:
-                        work = [sum(row.issue_cycles(config.lanes) for _, row in tiles)
-                                for tiles in per_pe]
+                        # A PE without a row of its own does no work in either mode.
+                        work = [0 if key is None else
+                                sum(row.issue_cycles(config.lanes) for _, row in tiles)
+                                for key, tiles in zip(keys, per_pe)]
                         turn = min(range(pes), key=lambda r: max(
                             load[p] + work[(p + r) % pes] for p in range(pes)))
                         placed = [(p + turn) % pes for p in range(pes)]
