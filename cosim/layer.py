@@ -6,12 +6,14 @@ values, ``int64``) and statistics out. Every input is checked here, before
 any hardware is built, and a problem is reported as one ``ValueError``
 naming it.
 
-The back end is the PE array's Verilog (:class:`~hw.array.PEArray`),
-co-simulated: output rows that share their streamed rows run one per PE
-(:meth:`gen.primitives.LayerRows.groups`); rows longer than the preset's
-``max_row`` are split into tiles (:func:`gen.primitives.row_tiling`). One PE
-alone (``backend="pe"``) is the other choice. The buffers, controller and
-AXI top level will take the array's place behind the same contract.
+The back end is the accelerator's top level (:class:`~hw.top.Accelerator`),
+co-simulated and driven over its AXI ports: output rows that share their
+streamed rows run one per PE (:meth:`gen.primitives.LayerRows.groups`),
+rows longer than the preset's ``max_row`` are split into tiles
+(:func:`gen.primitives.row_tiling`), and the groups become load-compute-
+readout runs (:func:`gen.program.build_runs`). The PE array fed directly
+(``backend="array"``) and one PE alone (``backend="pe"``) are the other
+choices.
 """
 
 from __future__ import annotations
@@ -203,47 +205,11 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
                   f"cycles ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
-def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
-              kernel=None, dense=False, simulator=None, progress=False, backend="accelerator",
-              axi_patterns=None, capacity=None):
-    """Run one layer phase on the RTL; returns ``(output, stats)``.
-
-    ``output`` is the exact SPEC section 2 result as ``int64`` (raw
-    accumulator values): ``y`` (N, K, E, F) for FF, ``dx`` (N, C, H, W) for
-    BP (zero where ``mask`` is zero), ``dw`` (K, C, R, S) for WG. ``stats``
-    holds the keys of :data:`STATS_KEYS`. ``backend`` is ``"accelerator"``
-    (the top level: buffers loaded over AXI4-Stream, the controller running
-    row commands on the array, counters read over AXI4-Lite; cycles are the
-    compute cycles of its runs), ``"array"`` (the PE array fed directly) or
-    ``"pe"`` (one PE). For tests, the accelerator back end takes
-    ``axi_patterns`` (pause patterns of ``s_axis`` and ``m_axis``, see
-    :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
-    (:class:`gen.program.Capacity`) that forces several runs. The result is also checked against the golden model;
-    a difference raises ``RuntimeError``.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
-                       kernel=kernel)
-    layer = LayerRows(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
-                      stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
-                      kernel_hw=spec.kernel_hw)
-    pes = config.pes if backend in ("array", "accelerator") else 1
-    groups = list(layer.groups(config, pes, dense=dense))
-    output = np.zeros(spec.output_shape, dtype=np.int64)
-    totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
-                  dense_macs=0, saturated=0)
+def _run_groups(config, spec, groups, *, pes, backend, simulator, progress, totals, output):
+    """Groups -> the PE array (or one PE) fed directly -> output and counters."""
     started = time.perf_counter()
-    if backend == "accelerator":
-        totals.update(runs=0, load_beats=0, output_beats=0)
-        totals["dense_macs"], golden_effectual = golden.count_macs(
-            spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask, stride=spec.stride,
-            pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
-        _run_accelerator(config, spec, groups, dense=dense, simulator=simulator,
-                         progress=progress, totals=totals, output=output,
-                         axi_patterns=axi_patterns, capacity=capacity)
     chunk_size = max(1, _ROWS_PER_CHUNK // pes)
-    for first in range(0, len(groups) if backend != "accelerator" else 0, chunk_size):
+    for first in range(0, len(groups), chunk_size):
         chunk = groups[first:first + chunk_size]
         rows = [group_rows for _, _, group_rows in chunk]
         label = f"{spec.phase} groups {first}..{first + len(chunk) - 1}"
@@ -267,6 +233,50 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
             print(f"  {first + len(chunk)}/{len(groups)} row groups of {pes} PE(s), "
                   f"{totals['cycles']} cycles ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
+
+
+def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
+              kernel=None, dense=False, simulator=None, progress=False, backend="accelerator",
+              axi_patterns=None, capacity=None):
+    """Run one layer phase on the RTL; returns ``(output, stats)``.
+
+    ``output`` is the exact SPEC section 2 result as ``int64`` (raw
+    accumulator values): ``y`` (N, K, E, F) for FF, ``dx`` (N, C, H, W) for
+    BP (zero where ``mask`` is zero), ``dw`` (K, C, R, S) for WG. ``stats``
+    holds the keys of :data:`STATS_KEYS`. ``backend`` is ``"accelerator"``
+    (the top level: buffers loaded over AXI4-Stream, the controller running
+    row commands on the array, counters read over AXI4-Lite; cycles are the
+    compute cycles of its runs), ``"array"`` (the PE array fed directly) or
+    ``"pe"`` (one PE). For tests, the accelerator back end takes
+    ``axi_patterns`` (pause patterns of ``s_axis`` and ``m_axis``, see
+    :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
+    (:class:`gen.program.Capacity`) that forces several runs. The result is
+    also checked against the golden model; a difference raises
+    ``RuntimeError``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
+                       kernel=kernel)
+    layer = LayerRows(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+                      stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                      kernel_hw=spec.kernel_hw)
+    pes = config.pes if backend in ("array", "accelerator") else 1
+    groups = list(layer.groups(config, pes, dense=dense))
+    output = np.zeros(spec.output_shape, dtype=np.int64)
+    totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
+                  dense_macs=0, saturated=0)
+    if backend == "accelerator":
+        totals.update(runs=0, load_beats=0, output_beats=0)
+        totals["dense_macs"], golden_effectual = golden.count_macs(
+            spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask, stride=spec.stride,
+            pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
+        _run_accelerator(config, spec, groups, dense=dense, simulator=simulator,
+                         progress=progress, totals=totals, output=output,
+                         axi_patterns=axi_patterns, capacity=capacity)
+    else:
+        _run_groups(config, spec, groups, pes=pes, backend=backend, simulator=simulator,
+                    progress=progress, totals=totals, output=output)
     expected = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
                                  stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
                                  kernel_hw=spec.kernel_hw)

@@ -14,7 +14,39 @@ import sys
 
 from .layer import run_layer
 
-__all__ = ["measure_layers", "format_layer_table"]
+__all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table"]
+
+
+def phase_operands(phase, *, x, w, dy, mask):
+    """The operands :func:`~cosim.layer.run_layer` takes for ``phase`` out of a whole layer."""
+    if phase == "ff":
+        return {"x": x, "w": w}
+    if phase == "bp":
+        return {"dy": dy, "w": w, "mask": mask}
+    return {"x": x, "dy": dy, "kernel": tuple(w.shape[2:])}
+
+
+def compare_modes(config, phase, operands, **options):
+    """Run a layer phase in dense and in sparse mode; returns the comparison.
+
+    ``options`` go to :func:`~cosim.layer.run_layer` (geometry, simulator,
+    back end, ...). The ideal speedup is dense MACs over effectual MACs.
+    """
+    stats = {dense: run_layer(config, phase, **operands, dense=dense, **options)[1]
+             for dense in (True, False)}
+    dense_stats, sparse_stats = stats[True], stats[False]
+    entry = {
+        "phase": phase,
+        "dense_macs": sparse_stats["dense_macs"], "effectual_macs": sparse_stats["effectual_macs"],
+        "dense_cycles": dense_stats["cycles"], "sparse_cycles": sparse_stats["cycles"],
+        "dense_utilization": dense_stats["pe_utilization"],
+        "sparse_utilization": sparse_stats["pe_utilization"],
+        "pes": sparse_stats["pes"], "runs": sparse_stats.get("runs"),
+    }
+    entry["measured_speedup"] = entry["dense_cycles"] / max(entry["sparse_cycles"], 1)
+    entry["ideal_speedup"] = entry["dense_macs"] / max(entry["effectual_macs"], 1)
+    entry["fraction_of_ideal"] = entry["measured_speedup"] / entry["ideal_speedup"]
+    return entry
 
 
 def measure_layers(config, p=0.9, *, batch_size=2, seed=0, simulator=None,
@@ -24,32 +56,10 @@ def measure_layers(config, p=0.9, *, batch_size=2, seed=0, simulator=None,
     results = []
     for layer in capture_digits(p, batch_size=batch_size, seed=seed):
         for phase in ("ff", "bp", "wg"):
-            operands = dict(x=layer.x, w=layer.w, stride=layer.stride, pad=layer.pad)
-            if phase != "ff":
-                operands["dy"] = layer.dy
-            if phase == "bp":
-                operands["mask"] = layer.mask
-            if phase == "wg":
-                operands.pop("w")
-                operands["kernel"] = layer.kernel_hw
-            measured = {}
-            for dense in (True, False):
-                _, stats = run_layer(config, phase, **operands, dense=dense,
-                                     simulator=simulator, backend=backend)
-                measured["dense" if dense else "sparse"] = stats
-            dense_stats, sparse_stats = measured["dense"], measured["sparse"]
-            entry = {
-                "p": p, "layer": layer.name, "phase": phase,
-                "dense_macs": sparse_stats["dense_macs"],
-                "effectual_macs": sparse_stats["effectual_macs"],
-                "dense_cycles": dense_stats["cycles"], "sparse_cycles": sparse_stats["cycles"],
-                "dense_utilization": dense_stats["pe_utilization"],
-                "sparse_utilization": sparse_stats["pe_utilization"],
-                "pes": sparse_stats["pes"],
-            }
-            entry["measured_speedup"] = entry["dense_cycles"] / entry["sparse_cycles"]
-            entry["ideal_speedup"] = entry["dense_macs"] / max(entry["effectual_macs"], 1)
-            entry["fraction_of_ideal"] = entry["measured_speedup"] / entry["ideal_speedup"]
+            operands = phase_operands(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=layer.mask)
+            entry = {"p": p, "layer": layer.name,
+                     **compare_modes(config, phase, operands, stride=layer.stride,
+                                     pad=layer.pad, simulator=simulator, backend=backend)}
             results.append(entry)
             print(f"  {layer.name} {phase}: dense {entry['dense_cycles']} / sparse "
                   f"{entry['sparse_cycles']} cycles", file=sys.stderr, flush=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from gen.program import Capacity
 
-from .layer import run_layer
+from .layer_speedup import compare_modes, phase_operands
 
 __all__ = ["Case", "cases", "run_case", "run_regression", "format_table"]
 
@@ -37,7 +37,6 @@ class Case:
     operands: dict
     stride: int = 1
     pad: int = 0
-    kernel: tuple | None = None
     patterns: dict | None = None
     capacity: Capacity | None = None
     quick: bool = False
@@ -58,15 +57,6 @@ def _random_layer(rng, *, batch, channels, filters, size, kernel, stride, pad, d
     return {"x": x, "w": w, "dy": dy, "mask": mask}
 
 
-def _phase_operands(phase, layer):
-    """The operands ``run_layer`` takes for ``phase`` out of a full layer."""
-    if phase == "ff":
-        return {"x": layer["x"], "w": layer["w"]}
-    if phase == "bp":
-        return {"dy": layer["dy"], "w": layer["w"], "mask": layer["mask"]}
-    return {"x": layer["x"], "dy": layer["dy"]}
-
-
 def cases(config, *, quick=False, seed=0, p=0.9):
     """The regression cases for ``config``; ``quick`` keeps the ones ``make test`` runs."""
     rng = np.random.default_rng(seed)
@@ -74,9 +64,8 @@ def cases(config, *, quick=False, seed=0, p=0.9):
 
     def add(name, layer, *, stride, pad, quick_phases=(), **extra):
         for phase in ("ff", "bp", "wg"):
-            kernel = tuple(layer["w"].shape[2:]) if phase == "wg" else None
-            result.append(Case(f"{name}", phase, _phase_operands(phase, layer), stride=stride,
-                               pad=pad, kernel=kernel, quick=phase in quick_phases, **extra))
+            result.append(Case(name, phase, phase_operands(phase, **layer), stride=stride,
+                               pad=pad, quick=phase in quick_phases, **extra))
 
     add("random 3x3 s1 p1", _random_layer(rng, batch=2, channels=3, filters=5, size=(6, 7),
                                           kernel=(3, 3), stride=1, pad=1),
@@ -121,32 +110,17 @@ def cases(config, *, quick=False, seed=0, p=0.9):
             full = {"x": layer.x, "w": layer.w, "dy": layer.dy, "mask": layer.mask}
             for phase in ("ff", "bp", "wg"):
                 result.append(Case(f"digits {layer.name} p={p:g}", phase,
-                                   _phase_operands(phase, full), stride=layer.stride,
-                                   pad=layer.pad,
-                                   kernel=tuple(layer.kernel_hw) if phase == "wg" else None))
+                                   phase_operands(phase, **full), stride=layer.stride,
+                                   pad=layer.pad))
     return [case for case in result if case.quick or not quick]
 
 
 def run_case(config, case, *, simulator=None):
     """Dense and sparse runs of ``case``; returns a summary dict."""
-    measured = {}
-    for dense in (True, False):
-        _, stats = run_layer(config, case.phase, **case.operands, stride=case.stride,
-                             pad=case.pad, kernel=case.kernel, dense=dense, simulator=simulator,
-                             axi_patterns=case.patterns, capacity=case.capacity)
-        measured[dense] = stats
-    dense_stats, sparse_stats = measured[True], measured[False]
-    entry = {
-        "case": case.name, "phase": case.phase,
-        "dense_macs": sparse_stats["dense_macs"], "effectual_macs": sparse_stats["effectual_macs"],
-        "dense_cycles": dense_stats["cycles"], "sparse_cycles": sparse_stats["cycles"],
-        "dense_utilization": dense_stats["pe_utilization"],
-        "sparse_utilization": sparse_stats["pe_utilization"],
-        "runs": sparse_stats["runs"],
-    }
-    entry["measured_speedup"] = entry["dense_cycles"] / max(entry["sparse_cycles"], 1)
-    entry["ideal_speedup"] = entry["dense_macs"] / max(entry["effectual_macs"], 1)
-    return entry
+    return {"case": case.name,
+            **compare_modes(config, case.phase, case.operands, stride=case.stride, pad=case.pad,
+                            simulator=simulator, axi_patterns=case.patterns,
+                            capacity=case.capacity)}
 
 
 def run_regression(config, *, quick=False, simulator=None, progress=True):

@@ -22,7 +22,8 @@ from pathlib import Path
 from gen.verilog import LINT_WAIVERS, emit, verilator_env
 from hw.config import AccelConfig
 
-__all__ = ["SIMULATORS", "default_simulator", "build", "run", "CosimError"]
+__all__ = ["SIMULATORS", "default_simulator", "build", "run", "load_job", "save_result",
+           "CosimError"]
 
 SIMULATORS = ("verilator", "icarus")
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,3 +165,15 @@ def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="ru
     result = pickle.loads(result_path.read_bytes())
     shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+# The two ends of the hand-over, for the cocotb test modules that :func:`run` starts.
+
+def load_job():
+    """The job :func:`run` handed to this cocotb test module."""
+    return pickle.loads(Path(os.environ["COSIM_JOB"]).read_bytes())
+
+
+def save_result(result):
+    """Hand ``result`` back to :func:`run`."""
+    Path(os.environ["COSIM_RESULT"]).write_bytes(pickle.dumps(result))

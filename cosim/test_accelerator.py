@@ -1,17 +1,14 @@
 """cocotb test of the accelerator top level; the job comes from the host (cosim.accel_jobs)."""
 
-import os
-import pickle
-
 import cocotb
 
 from cosim.accel_tb import TB
+from cosim.runner import load_job, save_result
 
 
 @cocotb.test()
 async def run_job(dut):
-    with open(os.environ["COSIM_JOB"], "rb") as f:
-        job = pickle.load(f)
+    job = load_job()
     tb = TB(dut, job)
     await tb.reset()
     results = []
@@ -24,5 +21,4 @@ async def run_job(dut):
                           sum(len(b) for b in run["loads"].values()))
             runs.append(await tb.execute(run, label))
         results.append(runs)
-    with open(os.environ["COSIM_RESULT"], "wb") as f:
-        pickle.dump(results, f)
+    save_result(results)

@@ -5,20 +5,17 @@ and one valid run; the test fails on the first register behaviour that
 differs from the map documented in :mod:`hw.top`.
 """
 
-import os
-import pickle
-
 import cocotb
 from cocotb.triggers import RisingEdge
 from cocotbext.axi import AxiResp, AxiStreamFrame
 
 from cosim.accel_tb import TB
+from cosim.runner import load_job, save_result
 
 
 @cocotb.test()
 async def registers(dut):
-    with open(os.environ["COSIM_JOB"], "rb") as f:
-        job = pickle.load(f)
+    job = load_job()
     tb = TB(dut, job)
     await tb.reset()
     errors, status_bits = job["error_bits"], job["status_bits"]
@@ -86,5 +83,4 @@ async def registers(dut):
     assert await tb.read("ERROR") == 0
     seen["outputs"] = len(values)
 
-    with open(os.environ["COSIM_RESULT"], "wb") as f:
-        pickle.dump(seen, f)
+    save_result(seen)

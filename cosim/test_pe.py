@@ -1,17 +1,14 @@
 """cocotb test of the SparsePE or PEArray Verilog; the job comes from the host (cosim.pe_jobs)."""
 
-import os
-import pickle
-
 import cocotb
 
 from cosim.pe_tb import TB
+from cosim.runner import load_job, save_result
 
 
 @cocotb.test()
 async def run_job(dut):
-    with open(os.environ["COSIM_JOB"], "rb") as f:
-        job = pickle.load(f)
+    job = load_job()
     tb = TB(dut)
     results = []
     for run in job["runs"]:
@@ -19,5 +16,4 @@ async def run_job(dut):
                       len(run["tasks"]), len(run["elements"]),
                       sum(len(rows) for rows in run["expected"]))
         results.append(await tb.run(run, job))
-    with open(os.environ["COSIM_RESULT"], "wb") as f:
-        pickle.dump(results, f)
+    save_result(results)

@@ -53,7 +53,6 @@ class Run:
     groups: list = field(default_factory=list)
     expected: list = field(default_factory=list)
     commands: int = 0
-    issue_cycles: int = 0
 
     @property
     def outputs_per_pe(self):
@@ -82,16 +81,14 @@ class Capacity:
 
 class _RunBuilder:
     def __init__(self, config, phase, *, stride, kernel, dense):
-        from hw.layouts import command_layout, element_layout, mask_layout, stationary_layout
         from gen.primitives import Packer
+        from hw.layouts import buffer_layouts
 
         self.config, self.phase = config, phase
         self.packer = Packer(config)
-        self.command_layout = command_layout(config)
-        self.widths = {"program": self.command_layout.size,
-                       "operand": element_layout(config).size,
-                       "stationary": stationary_layout(config).size,
-                       "mask": mask_layout(config).size}
+        layouts = buffer_layouts(config)
+        self.command_layout = layouts["program"][0]
+        self.widths = {name: shape.size for name, (shape, _) in layouts.items()}
         self.registers = {"PHASE": PHASE_CODES[phase], "MODE": int(dense), "STRIDE": stride,
                           "KERNEL": kernel}
         self.reset()
@@ -101,22 +98,25 @@ class _RunBuilder:
         self.stationary, self.masks, self.operands = {}, {}, {}
         self.operand_beats = 0
         self.groups, self.expected = [], [[] for _ in range(self.config.pes)]
-        self.issue_per_pe = [0] * self.config.pes
 
     def _rotation(self, rows):
         """``(rotate, entry)``: an entry already stored that holds ``rows`` rotated, or
         ``(0, rows)``. PE ``p`` reads row ``(p + rotate) % pes`` of an entry."""
-        pes = len(rows)
-        for turn in range(pes):
-            entry = tuple(rows[(q - turn) % pes] for q in range(pes))
+        for turn in range(len(rows)):
+            entry = self._turned(rows, turn)
             if entry in self.stationary:
                 return turn, entry
         return 0, rows
 
     @staticmethod
     def _turned(rows, turn):
+        """The entry from which PE ``p`` reads ``rows[p]`` when rotated by ``turn``."""
         pes = len(rows)
         return tuple(rows[(q - turn) % pes] for q in range(pes))
+
+    def _beats(self, elements):
+        """Operand beats of a streamed row (as :meth:`Packer.beats` packs it)."""
+        return -(-len(elements) // self.config.elements_per_beat)
 
     def _needs(self, rows):
         """New entries this group adds: (commands, stationary, masks, operand beats, outputs)."""
@@ -133,8 +133,7 @@ class _RunBuilder:
                     masks.add(key)
             elements = tasks[0].elements
             if elements and elements not in self.operands:
-                per_beat = self.config.elements_per_beat
-                operands[elements] = -(-len(elements) // per_beat)
+                operands[elements] = self._beats(elements)
         return (commands, len(stationary), len(masks), sum(operands.values()),
                 rows[0].out_len)
 
@@ -152,35 +151,33 @@ class _RunBuilder:
 
     def add(self, group):
         keys, columns, rows = group
-        config = self.config
+        present = sum(1 << unit for unit, key in enumerate(keys) if key is not None)
         for tasks in zip(*(row.tasks for row in rows)):
             first = tasks[0]
-            turn, key = self._rotation(tuple(task.stationary for task in tasks))
-            stationary = self.stationary.setdefault(key, len(self.stationary))
+            turn, entry = self._rotation(tuple(task.stationary for task in tasks))
+            stationary = self.stationary.setdefault(entry, len(self.stationary))
             mask = 0
             if self.phase == "bp":
                 mask = self.masks.setdefault(
                     self._turned(tuple(task.mask for task in tasks), turn), len(self.masks))
             address = beats = 0
             if first.elements:
+                beats = self._beats(first.elements)
                 if first.elements not in self.operands:
-                    count = len(self.packer.beats(first))
                     self.operands[first.elements] = (self.operand_beats, first)
-                    self.operand_beats += count
+                    self.operand_beats += beats
                 address = self.operands[first.elements][0]
-                beats = -(-len(first.elements) // config.elements_per_beat)
             self.commands.append({
                 "empty": int(first.empty), "row_last": int(first.row_last), "pad": first.pad,
                 "in_width": first.in_width, "out_width": first.out_width,
                 "stationary_address": stationary, "mask_address": mask,
                 "operand_address": address, "operand_beats": beats, "rotate": turn,
-                "present": sum(1 << p for p, key in enumerate(keys) if key is not None),
+                "present": present,
             })
         self.groups.append(group)
         for unit, row in enumerate(rows):
             self.expected[unit].extend([None] * row.out_len if row.expected is None
                                        else [int(v) for v in row.expected])
-            self.issue_per_pe[unit] += row.issue_cycles(config.lanes)
 
     def finish(self):
         config, stream = self.config, self.config.stream_width
@@ -202,8 +199,7 @@ class _RunBuilder:
             loads["mask"] += _split(bits, self.widths["mask"], stream)
         run = Run(registers={**self.registers, "COMMANDS": len(self.commands)},
                   loads={name: beats for name, beats in loads.items() if beats},
-                  groups=self.groups, expected=self.expected, commands=len(self.commands),
-                  issue_cycles=max(self.issue_per_pe))
+                  groups=self.groups, expected=self.expected, commands=len(self.commands))
         self.reset()
         return run
 

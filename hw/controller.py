@@ -26,7 +26,7 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (Phase, bundle_layout, command_layout, element_layout, mask_layout,
+from .layouts import (Phase, buffer_layouts, bundle_layout, command_layout, element_layout,
                       stationary_layout)
 
 __all__ = ["Controller", "OPERAND_RANGES"]
@@ -61,7 +61,11 @@ class Controller(wiring.Component):
 
     def __init__(self, config):
         self._config = config
-        address = config.address_width
+        read_ports = {}
+        for name, (shape, depth) in buffer_layouts(config).items():
+            read_ports.update({f"{name}_address": Out(config.address_width(depth)),
+                               f"{name}_enable": Out(1),
+                               f"{name}_data": In(shape)})
         super().__init__({
             "start": In(1),
             "phase": In(Phase),
@@ -69,18 +73,7 @@ class Controller(wiring.Component):
             "stride": In(config.stride_width),
             "kernel": In(config.kernel_width),
             "commands": In(range(config.program_depth + 1)),
-            "program_address": Out(address(config.program_depth)),
-            "program_enable": Out(1),
-            "program_data": In(command_layout(config)),
-            "stationary_address": Out(address(config.stationary_depth)),
-            "stationary_enable": Out(1),
-            "stationary_data": In(stationary_layout(config)),
-            "mask_address": Out(address(config.mask_depth)),
-            "mask_enable": Out(1),
-            "mask_data": In(mask_layout(config)),
-            "operand_address": Out(address(config.operand_depth)),
-            "operand_enable": Out(1),
-            "operand_data": In(element_layout(config)),
+            **read_ports,
             "bundle": Out(stream.Signature(bundle_layout(config))),
             "operand": Out(stream.Signature(element_layout(config))),
             "array_idle": In(1),

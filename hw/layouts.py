@@ -11,7 +11,7 @@ from .config import PHASE_CODES
 
 __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
            "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
-           "mask_layout"]
+           "mask_layout", "buffer_layouts"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -164,3 +164,17 @@ def stationary_layout(config):
 def mask_layout(config):
     """One mask-buffer entry: a ``max_row``-bit BP output mask per PE."""
     return data.ArrayLayout(unsigned(config.max_row), config.pes)
+
+
+def buffer_layouts(config):
+    """``{name: (entry layout, depth)}`` of the input buffers of the top level.
+
+    The same table sizes the buffers (:mod:`hw.top`), the controller's read
+    ports and the host's buffer images (:mod:`gen.program`).
+    """
+    return {
+        "program": (command_layout(config), config.program_depth),
+        "operand": (element_layout(config), config.operand_depth),
+        "stationary": (stationary_layout(config), config.stationary_depth),
+        "mask": (mask_layout(config), config.mask_depth),
+    }

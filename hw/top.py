@@ -25,7 +25,7 @@ from .array import PEArray
 from .axi import AXI4LiteSignature, AXI4LiteTarget, AXIStreamSignature
 from .buffer import LoadBuffer, OutputBuffer
 from .controller import Controller
-from .layouts import command_layout, element_layout, mask_layout, stationary_layout
+from .layouts import buffer_layouts
 
 __all__ = ["Accelerator", "REGISTERS", "STATUS_BITS", "ERROR_BITS", "DESTINATIONS",
            "COUNTERS", "AXIL_ADDRESS_WIDTH"]
@@ -106,14 +106,8 @@ class Accelerator(wiring.Component):
     def buffers(self):
         """``{name: LoadBuffer}`` of the input buffers, as this config sizes them."""
         config = self._config
-        shapes = {
-            "program": (command_layout(config), config.program_depth),
-            "operand": (element_layout(config), config.operand_depth),
-            "stationary": (stationary_layout(config), config.stationary_depth),
-            "mask": (mask_layout(config), config.mask_depth),
-        }
         return {name: LoadBuffer(shape=shape, depth=depth, stream_width=config.stream_width)
-                for name, (shape, depth) in shapes.items()}
+                for name, (shape, depth) in buffer_layouts(config).items()}
 
     def elaborate(self, platform):
         config = self._config

@@ -16,7 +16,7 @@ from gen.program import _split
 from hw.buffer import LoadBuffer
 from hw.config import PRESETS
 from hw.controller import Controller
-from hw.layouts import command_layout, element_layout, mask_layout, stationary_layout
+from hw.layouts import buffer_layouts, element_layout
 
 SMALL = PRESETS["small"].replace(program_depth=32, operand_depth=32, stationary_depth=8,
                                  mask_depth=8)
@@ -26,13 +26,9 @@ class _Bench(wiring.Component):
     def __init__(self, config):
         self.config = config
         self.controller = Controller(config)
-        shapes = {"program": (command_layout(config), config.program_depth),
-                  "operand": (element_layout(config), config.operand_depth),
-                  "stationary": (stationary_layout(config), config.stationary_depth),
-                  "mask": (mask_layout(config), config.mask_depth)}
         self.buffers = {name: LoadBuffer(shape=shape, depth=depth,
                                          stream_width=config.stream_width)
-                        for name, (shape, depth) in shapes.items()}
+                        for name, (shape, depth) in buffer_layouts(config).items()}
         super().__init__({})
 
     def elaborate(self, platform):
@@ -75,8 +71,7 @@ def test_commands_become_bundles_and_beats(ready_rate):
             "present": rng.getrandbits(pes),
         })
     width = config.stream_width
-    layouts = {"program": command_layout(config), "operand": element_layout(config),
-               "stationary": stationary_layout(config), "mask": mask_layout(config)}
+    layouts = {name: shape for name, (shape, _) in buffer_layouts(config).items()}
     for command in commands:
         entries["program"] += _split(layouts["program"].const(command).as_bits(),
                                      layouts["program"].size, width)
