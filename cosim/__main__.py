@@ -124,7 +124,8 @@ def main(argv=None):
         "layer-speedup", help="dense vs sparse whole-layer cycles of a real network on the RTL")
     layers.add_argument("--config", default="small", choices=sorted(PRESETS))
     layers.add_argument("--rate", type=rate, default=0.9, help="pruning rate of dy")
-    layers.add_argument("--batch", type=positive_int, default=2)
+    layers.add_argument("--batch", type=positive_int, default=8,
+                        help="images in the captured batch (default 8)")
     layers.add_argument("--backend", choices=list(BACKENDS), default="accelerator")
     layers.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     layers.add_argument("--json", default="build/layer_speedup.json")

@@ -158,15 +158,17 @@ def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, 
 BACKENDS = ("accelerator", "array", "pe")
 
 
-def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals, output,
+def _run_accelerator(config, spec, layer, groups, *, dense, simulator, progress, totals, output,
                      axi_patterns, capacity):
     """Groups -> runs of the top level (buffers, controller, AXI) -> output and counters."""
     from gen.program import build_runs
 
     from .accel_jobs import make_entry, run_accelerator
 
-    runs = build_runs(config, spec.phase, groups, stride=spec.stride, kernel=spec.kernel_hw[1],
-                      dense=dense, capacity=capacity)
+    runs = build_runs(config, layer.task_phase, groups, stride=spec.stride,
+                      kernel=layer.task_kernel, dense=dense, capacity=capacity)
+    if not runs:
+        return      # no row with work (sparse mode, all-zero operands): nothing to run
     started = time.perf_counter()
     # Runs per simulator invocation, up to _COMMANDS_PER_CALL row commands:
     # bounds the job's size and gives progress output.
@@ -190,7 +192,8 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
                 for unit, key in enumerate(keys):
                     if key is not None:    # PEs without a row of their own made zeros
                         # Added, not assigned: the pieces of a split row add up.
-                        output[(*key, columns)] += result["outputs"][unit][position:position + length]
+                        layer.output_view(output, key, columns)[...] += \
+                            result["outputs"][unit][position:position + length]
                 position += length
             for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
                          "effectual_macs"):
@@ -205,7 +208,7 @@ def _run_accelerator(config, spec, groups, *, dense, simulator, progress, totals
                   f"cycles ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
-def _run_groups(config, spec, groups, *, pes, backend, simulator, progress, totals, output):
+def _run_groups(config, spec, layer, groups, *, pes, backend, simulator, progress, totals, output):
     """Groups -> the PE array (or one PE) fed directly -> output and counters."""
     started = time.perf_counter()
     chunk_size = max(1, _ROWS_PER_CHUNK // pes)
@@ -224,8 +227,8 @@ def _run_groups(config, spec, groups, *, pes, backend, simulator, progress, tota
         for number, (keys, columns, group_rows) in enumerate(chunk):
             for unit, key in enumerate(keys):
                 if key is not None:    # PEs without a row of their own made zeros
-                    output[(*key, columns)] = result["per_pe"][unit][number]
-                    totals["dense_macs"] += group_rows[unit].dense_macs
+                    # Added: the pieces of a split row add up.
+                    layer.output_view(output, key, columns)[...] += result["per_pe"][unit][number]
         for name in ("cycles", "busy_cycles", "issued_macs", "effectual_macs"):
             totals[name] += result[name]
         totals["saturated"] |= result["saturated"]
@@ -258,29 +261,29 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
-    layer = LayerRows(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
-                      stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
-                      kernel_hw=spec.kernel_hw)
     pes = config.pes if backend in ("array", "accelerator") else 1
+    layer = LayerRows.for_config(config, spec.phase, x=spec.x, w=spec.w, dy=spec.dy,
+                                 mask=spec.mask, stride=spec.stride, pad=spec.pad,
+                                 input_hw=spec.input_hw, kernel_hw=spec.kernel_hw, pes=pes)
     groups = list(layer.groups(config, pes, dense=dense))
     output = np.zeros(spec.output_shape, dtype=np.int64)
     totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
                   dense_macs=0, saturated=0)
+    totals["dense_macs"], golden_effectual = golden.count_macs(
+        spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask, stride=spec.stride,
+        pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
     if backend == "accelerator":
         totals.update(runs=0, load_beats=0, output_beats=0)
-        totals["dense_macs"], golden_effectual = golden.count_macs(
-            spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask, stride=spec.stride,
-            pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
-        _run_accelerator(config, spec, groups, dense=dense, simulator=simulator,
+        _run_accelerator(config, spec, layer, groups, dense=dense, simulator=simulator,
                          progress=progress, totals=totals, output=output,
                          axi_patterns=axi_patterns, capacity=capacity)
     else:
-        _run_groups(config, spec, groups, pes=pes, backend=backend, simulator=simulator,
+        _run_groups(config, spec, layer, groups, pes=pes, backend=backend, simulator=simulator,
                     progress=progress, totals=totals, output=output)
     expected = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
                                  stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
                                  kernel_hw=spec.kernel_hw)
-    if backend == "accelerator" and totals["effectual_macs"] != golden_effectual:
+    if totals["effectual_macs"] != golden_effectual:
         raise RuntimeError(f"the RTL counted {totals['effectual_macs']} effectual MACs, the "
                            f"golden model {golden_effectual}")
     if not np.array_equal(output, expected):

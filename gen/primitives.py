@@ -24,7 +24,8 @@ from hw.config import PHASE_CODES, AccelConfig
 from pruning import golden
 
 __all__ = ["RowTask", "OutputRow", "TaskTile", "make_output_row", "make_output_rows",
-           "row_tiling", "LayerRows", "layer_output_rows", "check_fits", "Packer"]
+           "row_tiling", "LayerRows", "layer_output_rows", "wg_kernel_rows", "check_fits",
+           "Packer"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class RowTask:
     dense: bool
     row_last: bool
     elements: tuple      # ((value, index), ...) streamed, in index order
+    offset: int = 0      # WG: output index of tap 0 (kernel row r of the output row: r*S)
+    # False for a placeholder that keeps a PE's tasks aligned with the other
+    # PEs' (a primitive the other rows of the group have and this one has not).
+    present: bool = True
 
     @property
     def empty(self):
@@ -76,6 +81,23 @@ class OutputRow:
         return sum(1 for issued in self.issued_per_task
                    for first in range(0, len(issued), per_beat)
                    if not any(issued[first:first + per_beat]))
+
+    def pe_cycles(self, config):
+        """Cycles a PE of the array spends on this row (an estimate, to balance the PEs).
+
+        Per primitive the PE takes (sparse mode: not those whose stationary
+        row or BP mask row is all zero, unless it closes the row): the larger
+        of its operand beats and its issue cycles, at least one; plus one for
+        the row's end."""
+        cycles = 1
+        for task, issued in zip(self.tasks, self.issued_per_task):
+            idle = not any(task.stationary) or (task.phase == "bp" and not any(task.mask))
+            if task.present and (task.dense or not idle):
+                beats = -(-len(task.elements) // config.elements_per_beat)
+                cycles += max(1, beats, sum(-(-n // config.lanes) for n in issued))
+            elif task.row_last:
+                cycles += 1     # the array makes it an empty task
+        return cycles
 
     def timing(self, config):
         """``(issue_cycles, out_len, idle_beats)``, as :func:`hw.pe.overhead_bound` takes."""
@@ -209,14 +231,20 @@ def task_slots(phase, a_len, kernel, *, stride, pad, in_width, out_width):
 
 
 def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width, mask=None,
-                     dense=False):
+                     dense=False, kernel_rows=1):
     """Tasks and golden results of one layer output row, tiled to fit ``max_row``.
 
     Parameters
     ----------
-    primitives : list of (a, b)
+    primitives : list of (a, b) or (a, b, offset)
         Streamed and stationary rows of each primitive into this output row;
-        empty when no input row reaches it (all zeros, no MACs).
+        empty when no input row reaches it (all zeros, no MACs). WG only: the
+        output row holds ``kernel_rows`` kernel rows of ``S`` taps, and a
+        primitive of kernel row ``r`` of them has ``offset = r * S``, in
+        ascending order. ``b = None`` is a placeholder: a primitive other rows
+        of the group have and this one has not; its task (``present`` False)
+        keeps the PEs' tasks aligned and is skipped by the array (a closing
+        one reaches the PE as an empty task).
     kernel, in_width : int
         S and W of the layer row; F follows.
     mask : row or None
@@ -230,27 +258,45 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
     out_width = golden.output_size(in_width, kernel, stride, pad)
     check_fits(config, phase=phase, stride=stride, pad=pad, kernel=kernel, in_width=in_width,
                out_width=out_width)
-    out_len = {"ff": out_width, "bp": in_width, "wg": kernel}[phase]
+    if phase != "wg" and kernel_rows != 1:
+        raise ValueError(f"kernel_rows is a WG parameter; {phase} rows hold one, not {kernel_rows}")
+    if kernel_rows < 1 or kernel_rows * kernel > config.max_row:
+        raise ValueError(f"kernel_rows must be in 1..{config.max_row // kernel} for kernel "
+                         f"width {kernel} and max_row {config.max_row}, not {kernel_rows}")
+    out_len = {"ff": out_width, "bp": in_width, "wg": kernel * kernel_rows}[phase]
     row_mask = np.ones(in_width, np.int64) if phase == "bp" else None
     if phase == "bp" and mask is not None:
         row_mask = (np.asarray(mask) != 0).astype(np.int64)
-    rows = [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in primitives]
+    b_len = in_width if phase == "wg" else kernel
+    rows = [(np.asarray(a, dtype=np.int64),
+             np.zeros(b_len, np.int64) if b is None else np.asarray(b, dtype=np.int64),
+             int(rest[0]) if rest else 0, b is not None) for a, b, *rest in primitives]
     expected = np.zeros(out_len, dtype=np.int64)
-    for a, b in rows:
+    for a, b, offset, _ in rows:
         _check_values(config, "streamed row", a)
         _check_values(config, "stationary row", b)
-        expected += golden.row_primitive(phase, a, b, stride, pad,
-                                         None if phase == "ff" else out_len, row_mask)
+        if offset and (phase != "wg" or offset % kernel or offset + kernel > out_len):
+            raise ValueError(f"offset {offset} is not a kernel row of a {phase} row of "
+                             f"{out_len} outputs")
+        if phase == "wg":
+            expected[offset:offset + kernel] += golden.row_primitive(phase, a, b, stride, pad,
+                                                                     kernel)
+        else:
+            expected += golden.row_primitive(phase, a, b, stride, pad,
+                                             None if phase == "ff" else out_len, row_mask)
+    last_offset = out_len - kernel if phase == "wg" else 0
 
     result = []
     for columns, parts in row_tiling(config, phase, in_width=in_width, kernel=kernel,
                                      stride=stride, pad=pad):
+        if phase == "wg":
+            columns = slice(0, out_len)    # every kernel row of the output row
         tile_len = columns.stop - columns.start
         tile_mask = row_mask[columns] if phase == "bp" else None
         computed = np.zeros(tile_len, dtype=np.int64)
         dense_macs = effectual_macs = 0
         candidates = []
-        for a, b in rows:
+        for a, b, offset, present in rows:
             for part in parts:
                 a_tile, b_tile = a[part.a_slice], b[part.b_slice]
                 a_index, b_index, o_index = task_slots(
@@ -259,9 +305,9 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
                 effectual = (a_tile[a_index] != 0) & (b_tile[b_index] != 0)
                 if tile_mask is not None:
                     effectual &= tile_mask[o_index] != 0
-                np.add.at(computed, o_index[effectual],
+                np.add.at(computed, o_index[effectual] + offset,
                           a_tile[a_index[effectual]] * b_tile[b_index[effectual]])
-                per_dense = np.bincount(a_index, minlength=a_tile.size)
+                per_dense = np.bincount(a_index, minlength=a_tile.size) * present
                 per_effectual = np.bincount(a_index[effectual], minlength=a_tile.size)
                 dense_macs += int(per_dense.sum())
                 effectual_macs += int(per_effectual.sum())
@@ -269,26 +315,30 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
                 if indices.size:
                     issued = per_dense if dense else per_effectual
                     candidates.append((a_tile, b_tile, part, indices,
-                                       [int(issued[i]) for i in indices]))
+                                       [int(issued[i]) for i in indices], offset, present))
         # The tiling is host arithmetic; check it against the golden row first.
         if not np.array_equal(computed, expected[columns]):
             raise RuntimeError(f"internal error: the tiling of a {phase} row (W {in_width}, "
                                f"S {kernel}, U {stride}, P {pad}) does not add up to the golden row")
-        if not candidates:
+        if not candidates or candidates[-1][5] != last_offset:
             # No primitive has work (or none reaches this row, e.g. a stride
-            # skips it): one empty task closes the row, all zeros, no MACs.
+            # skips it), or (WG) none in the row's last kernel row, whose
+            # offset gives the PE the row's length: an empty task closes the
+            # row, no MACs.
             candidates.append((np.zeros(0, np.int64), np.zeros(0, np.int64),
                                TaskTile(slice(0, 0), slice(0, 0), 0, tile_len if phase == "bp"
                                         else 1, tile_len if phase == "ff" else 1),
-                               np.zeros(0, int), []))
+                               np.zeros(0, int), [], last_offset, True))
         tasks, issued_per_task = [], []
         mask_tuple = tuple(int(v) for v in tile_mask) if tile_mask is not None else ()
-        for number, (a_tile, b_tile, part, indices, issued) in enumerate(candidates):
+        for number, (a_tile, b_tile, part, indices, issued, offset, present) \
+                in enumerate(candidates):
             tasks.append(RowTask(
                 phase=phase, stride=stride, pad=part.pad, kernel=kernel, in_width=part.in_width,
                 out_width=part.out_width, stationary=tuple(int(v) for v in b_tile),
                 mask=mask_tuple, dense=dense, row_last=number == len(candidates) - 1,
-                elements=tuple((int(a_tile[i]), int(i)) for i in indices)))
+                elements=tuple((int(a_tile[i]), int(i)) for i in indices), offset=offset,
+                present=present))
             issued_per_task.append(issued)
         result.append((columns, OutputRow(tasks, expected[columns].copy(), dense_macs,
                                           effectual_macs, issued_per_task)))
@@ -304,22 +354,61 @@ def make_output_row(config, phase, primitives, **geometry):
     return tiles[0][1]
 
 
+# Fewest row groups a layer is given (by splitting its rows) for the
+# balancing of rows over the PEs to have something to work with, and the
+# fewest primitives a piece of a split row keeps (each piece costs a row
+# end and a drain).
+MIN_GROUPS = 16
+MIN_PIECE = 8
+
+
 class LayerRows:
     """The output rows of one layer phase and the primitives that feed each.
 
     FF rows ``y[n,k,e]`` accumulate over ``(c, r)``; BP rows ``dx[n,c,h]``
-    over ``(k, r)`` with ``e = (h + P - r) / U``; WG rows ``dw[k,c,r]`` over
-    ``(n, e)``. A row is named by a key ``(i, j, l)`` in that order; ``j`` is
-    the channel (FF ``k``, BP and WG ``c``) along which rows share their
-    streamed rows, which is how the PE array splits them. BP takes the input
-    size from ``input_hw``, ``mask`` or ``x``; WG the kernel size from
-    ``kernel_hw`` or ``w``.
+    over ``(k, r)`` with ``e = (h + P - r) / U``; WG rows ``dw[k,c,b]`` over
+    ``(r, n, e)``, where block ``b`` holds ``kernel_rows`` kernel rows ``r``
+    one after the other (``S`` taps each; longer rows amortize the PE's
+    per-row cost, and a WG row of one kernel row has only ``S`` outputs). A
+    row is named by a key ``(i, j, l)`` in that order; ``j`` is the channel
+    (FF ``k``, BP and WG ``c``) along which rows share their streamed rows,
+    which is how the PE array splits them. BP takes the input size from
+    ``input_hw``, ``mask`` or ``x``; WG the kernel size from ``kernel_hw`` or
+    ``w``. :func:`wg_kernel_rows` gives the most kernel rows a PE holds.
+
+    ``transposed`` (BP and WG, stride 1 only) swaps the streamed and the
+    stationary operand, so that rows share their streamed rows along another
+    dimension when the channels ``C`` do not fill the array (a first layer
+    has one). With stride 1 a row primitive is symmetric in its two rows:
+    BP's ``dx[v] += dy[f] * w[s]`` at ``v = f + s - P`` is again a BP
+    primitive with the filter row streamed and the ``dy`` row (``F`` wide)
+    as the kernel, so the BP rows ``dx[n,c,h]`` of all ``(n, h)`` share the
+    streamed row ``w[k,c,r]``: keys ``(c, n*H + h, 0)``. WG's ``dw[s] +=
+    dy[f] * x[f + s - P]`` is an FF primitive of the ``x`` row with the
+    ``dy`` row as the kernel, so the rows ``dw[k,c,r]`` of all ``k`` share
+    the streamed row ``x[n,c,e+r-P]``: keys ``(c, k, r)``. The MACs are the
+    same pairs of operands, so dense and effectual MACs do not change; only
+    which operand is compressed and skipped element by element (the
+    streamed one) and which is skipped row by row (the stationary one).
+    ``task_phase`` and ``task_kernel`` are what the hardware then runs.
+
+    ``splits`` cuts every row's primitives into that many consecutive pieces,
+    each a partial row of its own (a group per piece, the same members), which
+    the host adds: a layer with fewer row groups than that gives the
+    balancing in :meth:`groups` too few, too large items (a first layer's BP
+    is one group of 16 rows whose work differs fourfold). The pieces of the
+    rows of a group stay aligned, so they still share their streamed rows.
+    Assemble the output by adding each row into :meth:`output_view`.
     """
 
     def __init__(self, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
-                 input_hw=None, kernel_hw=None):
+                 input_hw=None, kernel_hw=None, kernel_rows=1, transposed=False, splits=1):
         self.phase, self.x, self.w, self.dy, self.mask = phase, x, w, dy, mask
         self.stride, self.pad = stride, pad
+        self.transposed = transposed
+        if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
+            raise ValueError(f"splits must be a positive int, not {splits!r}")
+        self.splits = splits
         if phase == "ff":
             n_len, c_len, h_len, w_len = x.shape
             k_len, _, r_len, s_len = w.shape
@@ -334,10 +423,24 @@ class LayerRows:
             n_len, c_len, h_len, w_len = x.shape
             k_len, e_len = dy.shape[1], dy.shape[2]
             r_len, s_len = kernel_hw or w.shape[2:]
-            self.shape = (k_len, c_len, r_len)
+            self.shape = (k_len, c_len, -(-r_len // kernel_rows))
+        if phase != "wg" and kernel_rows != 1:
+            raise ValueError(f"kernel_rows is a WG parameter; {phase} rows hold one, "
+                             f"not {kernel_rows}")
+        self.kernel_rows = kernel_rows
         self.n_len, self.k_len, self.c_len = n_len, k_len, c_len
         self.h_len, self.w_len, self.e_len = h_len, w_len, e_len
         self.r_len, self.s_len = r_len, s_len
+        self.task_phase, self.task_kernel = phase, s_len
+        if transposed:
+            f_len = golden.output_size(w_len, s_len, stride, pad)
+            if phase == "ff" or stride != 1 or kernel_rows != 1:
+                raise ValueError(f"only BP and WG rows of stride 1 and one kernel row can be "
+                                 f"transposed, not {phase} with stride {stride}, "
+                                 f"kernel_rows {kernel_rows}")
+            self.task_phase, self.task_kernel = {"bp": "bp", "wg": "ff"}[phase], f_len
+            self.shape = ((c_len, n_len * h_len, 1) if phase == "bp"
+                          else (c_len, k_len, r_len))
 
     @property
     def keys(self):
@@ -346,6 +449,20 @@ class LayerRows:
     def primitives(self, key):
         """``([(a, b), ...], mask_row)`` of the output row ``key``."""
         stride, pad = self.stride, self.pad
+        if self.transposed and self.phase == "bp":
+            c, position, _ = key
+            n, h = divmod(position, self.h_len)
+            # Every row of a group gets every (k, r), so the PEs' tasks stay
+            # aligned; the rows of the image's edges lack some (placeholders).
+            return [(self.w[k, c, r],
+                     self.dy[n, k, h + pad - r] if 0 <= h + pad - r < self.e_len else None)
+                    for k in range(self.k_len) for r in range(self.r_len)], \
+                (self.mask[n, c, h] if self.mask is not None else None)
+        if self.transposed:
+            c, k, r = key
+            return [(self.x[n, c, e + r - pad], self.dy[n, k, e])
+                    for n in range(self.n_len) for e in range(self.e_len)
+                    if 0 <= e + r - pad < self.h_len], None
         if self.phase == "ff":
             n, k, e = key
             return [(self.x[n, c, e * stride + r - pad], self.w[k, c, r])
@@ -358,20 +475,87 @@ class LayerRows:
                     if (h + pad - r) % stride == 0
                     and 0 <= (h + pad - r) // stride < self.e_len], \
                 (self.mask[n, c, h] if self.mask is not None else None)
-        k, c, r = key
-        return [(self.dy[n, k, e], self.x[n, c, e * stride + r - pad])
+        k, c, block = key
+        first = block * self.kernel_rows
+        return [(self.dy[n, k, e], self.x[n, c, e * stride + r - pad], (r - first) * self.s_len)
+                for r in self._block_rows(block)
                 for n in range(self.n_len) for e in range(self.e_len)
                 if 0 <= e * stride + r - pad < self.h_len], None
 
-    def tiles(self, config, key, *, dense=False, idle=False):
-        """``[(columns, OutputRow), ...]`` of row ``key``; ``idle``: the same streamed
-        rows with zero stationary rows (a PE without a row of its own in a group)."""
+    def _block_rows(self, block):
+        first = block * self.kernel_rows
+        return range(first, min(first + self.kernel_rows, self.r_len))
+
+    def output_view(self, output, key, columns):
+        """The part of the layer's ``output`` that row ``key``'s ``columns`` hold,
+        shaped like the row's values (a view: assign or add into it)."""
+        if self.transposed and self.phase == "bp":
+            c, position, _ = key
+            n, h = divmod(position, self.h_len)
+            return output[n, c, h, columns]
+        if self.transposed:
+            c, k, r = key
+            return output[k, c, r, columns]
+        if self.phase != "wg":
+            return output[(*key, columns)]
+        k, c, block = key
+        rows = self._block_rows(block)
+        return output[k, c, rows.start:rows.stop].reshape(-1)[columns]
+
+    def tiles(self, config, key, *, dense=False, idle=False, piece=0):
+        """``[(columns, OutputRow), ...]`` of row ``key`` (of its piece ``piece`` when
+        ``splits`` > 1); ``idle``: the same streamed rows with zero stationary rows
+        (a PE without a row of its own in a group)."""
         primitives, row_mask = self.primitives(key)
+        if self.splits > 1:
+            first, stop = (len(primitives) * n // self.splits for n in (piece, piece + 1))
+            primitives = primitives[first:stop]
         if idle:
-            primitives = [(a, np.zeros_like(b)) for a, b in primitives]
-        return make_output_rows(config, self.phase, primitives, stride=self.stride,
-                                pad=self.pad, kernel=self.s_len, in_width=self.w_len,
-                                mask=row_mask, dense=dense)
+            primitives = [(a, None if b is None else np.zeros_like(b), *rest)
+                          for a, b, *rest in primitives]
+        kernel_rows = len(self._block_rows(key[2])) \
+            if self.phase == "wg" and not self.transposed else 1
+        return make_output_rows(config, self.task_phase, primitives, stride=self.stride,
+                                pad=self.pad, kernel=self.task_kernel, in_width=self.w_len,
+                                mask=row_mask, dense=dense, kernel_rows=kernel_rows)
+
+    @classmethod
+    def for_config(cls, config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
+                   input_hw=None, kernel_hw=None, pes=None):
+        """The rows of a layer phase as ``config``'s array runs them best.
+
+        WG rows hold as many kernel rows as fit (:func:`wg_kernel_rows`).
+        Rows are split into pieces (``splits``) when the layer has fewer
+        than ``MIN_GROUPS`` row groups. BP and WG are transposed when their
+        channels ``C`` do not fill the
+        PEs and the transposed sharing dimension (``N*H`` rows for BP, ``K``
+        for WG) is larger, where the layer allows it (stride 1, the ``dy``
+        row no wider than ``max_kernel``). ``pes``: how many PEs share the
+        streamed rows (default: the array's; 1 for a lone PE).
+        """
+        operands = dict(x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad, input_hw=input_hw,
+                        kernel_hw=kernel_hw)
+        kernel_rows = 1
+        if phase == "wg":
+            kernel_rows = wg_kernel_rows(config, kernel_hw or w.shape[2:])
+        pes = pes or config.pes
+        layer = cls(phase, kernel_rows=kernel_rows, **operands)
+        if phase != "ff" and stride == 1 and layer.c_len < pes:
+            f_len = golden.output_size(layer.w_len, layer.s_len, stride, pad)
+            sharing = layer.n_len * layer.h_len if phase == "bp" else layer.k_len
+            if f_len <= config.max_kernel and sharing > layer.c_len:
+                kernel_rows = 1
+                layer = cls(phase, transposed=True, **operands)
+        outer, channels, inner = layer.shape
+        groups = outer * -(-channels // pes) * inner
+        if groups >= MIN_GROUPS:
+            return layer
+        most = len(layer.primitives(layer.keys[0])[0]) // MIN_PIECE
+        splits = max(1, min(most, -(-MIN_GROUPS // groups)))
+        if splits == 1:
+            return layer
+        return cls(phase, kernel_rows=kernel_rows, transposed=layer.transposed, splits=splits,
+                   **operands)
 
     def groups(self, config, pes, *, dense=False, balance=True):
         """Rows for a ``pes``-PE array, in order: ``(keys, columns, [OutputRow per PE])``.
@@ -381,16 +565,20 @@ class LayerRows:
         its own (the last group of a channel count that ``pes`` does not
         divide): it gets zero stationary rows and its results are dropped.
 
-        With ``balance`` the rows of a group are rotated over the PEs: PE
-        ``p`` gets member ``(p + r) % pes``, with the rotation ``r`` that
-        keeps the most loaded PE (counting the work so far in the layer)
-        least loaded. In sparse mode the channels hold very different work (a
-        ReLU mask or an input channel can be mostly zero), and a fixed
-        channel-to-PE map would leave the array waiting for the PE of the
-        busiest channel; the compiler knows every row's work, since it
-        compresses the rows itself. Rotations (not any permutation) keep the
-        operands shareable: the controller rotates a stationary entry as it
-        reads it, so one entry serves every rotation.
+        In sparse mode a group in which no PE has an effectual MAC is left
+        out: its rows are all zeros (every product has a zero operand or a
+        masked output), which the caller's zero-initialized output holds.
+
+        With ``balance`` the rows of a group are assigned to the PEs by
+        longest processing time first: the member with the most work goes to
+        the PE with the least work so far in the layer (work as
+        :meth:`OutputRow.pe_cycles` estimates it). In sparse mode the
+        channels hold very different work (a ReLU mask or an input channel
+        can be mostly zero), and a fixed channel-to-PE map would leave the
+        array waiting for the PE of the busiest channel; the compiler knows
+        every row's work, since it compresses the rows itself. Any
+        assignment keeps the operands shareable: a command names, per PE,
+        the row of a stationary (and mask) entry it takes.
         """
         outer, channels, inner = self.shape
         load = [0] * pes
@@ -400,26 +588,37 @@ class LayerRows:
         # channels), so a run of the top level holds few stationary entries.
         for first in range(0, channels, pes):
             for i in range(outer):
-                for l in range(inner):
+                for l, piece in itertools.product(range(inner), range(self.splits)):
                     members = [(i, j, l) for j in range(first, min(first + pes, channels))]
-                    per_pe = [self.tiles(config, key, dense=dense) for key in members]
-                    per_pe += [self.tiles(config, members[0], dense=dense, idle=True)] \
-                        * (pes - len(members))
+                    per_pe = [self.tiles(config, key, dense=dense, piece=piece)
+                              for key in members]
+                    per_pe += [self.tiles(config, members[0], dense=dense, idle=True,
+                                          piece=piece)] * (pes - len(members))
                     keys = members + [None] * (pes - len(members))
                     if balance:
                         # A PE without a row of its own does no work in either mode.
                         work = [0 if key is None else
-                                sum(row.issue_cycles(config.lanes) for _, row in tiles)
+                                sum(row.pe_cycles(config) for _, row in tiles)
                                 for key, tiles in zip(keys, per_pe)]
-                        turn = min(range(pes), key=lambda r: max(
-                            load[p] + work[(p + r) % pes] for p in range(pes)))
-                        placed = [(p + turn) % pes for p in range(pes)]
-                        for unit, member in enumerate(placed):
+                        placed = [0] * pes
+                        by_load = sorted(range(pes), key=lambda unit: load[unit])
+                        by_work = sorted(range(pes), key=lambda member: -work[member])
+                        for unit, member in zip(by_load, by_work):
+                            placed[unit] = member
                             load[unit] += work[member]
                         per_pe = [per_pe[n] for n in placed]
                         keys = [keys[n] for n in placed]
                     for position, (columns, _) in enumerate(per_pe[0]):
-                        yield keys, columns, [tiles[position][1] for tiles in per_pe]
+                        rows = [tiles[position][1] for tiles in per_pe]
+                        if not dense and not any(row.effectual_macs for row in rows):
+                            continue    # all zeros: nothing for the hardware to do
+                        yield keys, columns, rows
+
+
+def wg_kernel_rows(config, kernel_hw):
+    """Kernel rows a WG output row of ``config``'s PE holds: as many as fit ``max_row``."""
+    r_len, s_len = kernel_hw
+    return max(1, min(r_len, config.max_row // s_len))
 
 
 def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
@@ -473,7 +672,7 @@ class Packer:
             "phase": self._phase[task.phase], "dense": int(task.dense), "empty": int(task.empty),
             "row_last": int(task.row_last), "stride": task.stride, "pad": task.pad,
             "kernel": task.kernel, "in_width": task.in_width, "out_width": task.out_width,
-            "mask": mask_bits, "stationary": stationary,
+            "offset": task.offset, "mask": mask_bits, "stationary": stationary,
         })
 
     def bundle(self, tasks, present=None):
@@ -485,16 +684,17 @@ class Packer:
 
         first = tasks[0]
         shared = ("phase", "stride", "pad", "kernel", "in_width", "out_width", "dense",
-                  "row_last", "elements")
+                  "row_last", "elements", "offset")
         for task in tasks[1:]:
             if any(getattr(task, name) != getattr(first, name) for name in shared):
                 raise ValueError("tasks of one bundle must share geometry and streamed elements")
+        present = [here and task.present
+                   for here, task in zip(present or [True] * len(tasks), tasks)]
         return self._bits(bundle_layout(self._config), {
             "task": self._task_values(first),
             "stationary": [self._padded(task.stationary) for task in tasks],
             "mask": [self._mask_bits(task.mask) for task in tasks],
-            "present": sum(1 << p for p, here in enumerate(present or [True] * len(tasks))
-                           if here),
+            "present": sum(1 << p for p, here in enumerate(present) if here),
         })
 
     def beats(self, task):

@@ -99,20 +99,14 @@ class _RunBuilder:
         self.operand_beats = 0
         self.groups, self.expected = [], [[] for _ in range(self.config.pes)]
 
-    def _rotation(self, rows):
-        """``(rotate, entry)``: an entry already stored that holds ``rows`` rotated, or
-        ``(0, rows)``. PE ``p`` reads row ``(p + rotate) % pes`` of an entry."""
-        for turn in range(len(rows)):
-            entry = self._turned(rows, turn)
-            if entry in self.stationary:
-                return turn, entry
-        return 0, rows
-
-    @staticmethod
-    def _turned(rows, turn):
-        """The entry from which PE ``p`` reads ``rows[p]`` when rotated by ``turn``."""
-        pes = len(rows)
-        return tuple(rows[(q - turn) % pes] for q in range(pes))
+    def _entry(self, rows):
+        """``(entry, sources)``: the buffer entry that holds ``rows`` (one per PE) and,
+        per PE, the entry row it takes. An entry holds the distinct rows in
+        sorted order, so every command that needs the same rows, in any
+        assignment to the PEs, shares it."""
+        distinct = sorted(set(rows))
+        entry = tuple(distinct) + ((),) * (len(rows) - len(distinct))
+        return entry, [distinct.index(row) for row in rows]
 
     def _beats(self, elements):
         """Operand beats of a streamed row (as :meth:`Packer.beats` packs it)."""
@@ -124,11 +118,11 @@ class _RunBuilder:
         commands = 0
         for tasks in zip(*(row.tasks for row in rows)):
             commands += 1
-            turn, key = self._rotation(tuple(task.stationary for task in tasks))
+            key, _ = self._entry(tuple(task.stationary for task in tasks))
             if key not in self.stationary:
                 stationary.add(key)
             if self.phase == "bp":
-                key = self._turned(tuple(task.mask for task in tasks), turn)
+                key, _ = self._entry(tuple(task.mask for task in tasks))
                 if key not in self.masks:
                     masks.add(key)
             elements = tasks[0].elements
@@ -151,15 +145,16 @@ class _RunBuilder:
 
     def add(self, group):
         keys, columns, rows = group
-        present = sum(1 << unit for unit, key in enumerate(keys) if key is not None)
         for tasks in zip(*(row.tasks for row in rows)):
             first = tasks[0]
-            turn, entry = self._rotation(tuple(task.stationary for task in tasks))
+            present = sum(1 << unit for unit, (key, task) in enumerate(zip(keys, tasks))
+                          if key is not None and task.present)
+            entry, stationary_source = self._entry(tuple(task.stationary for task in tasks))
             stationary = self.stationary.setdefault(entry, len(self.stationary))
-            mask = 0
+            mask, mask_source = 0, [0] * len(tasks)
             if self.phase == "bp":
-                mask = self.masks.setdefault(
-                    self._turned(tuple(task.mask for task in tasks), turn), len(self.masks))
+                entry, mask_source = self._entry(tuple(task.mask for task in tasks))
+                mask = self.masks.setdefault(entry, len(self.masks))
             address = beats = 0
             if first.elements:
                 beats = self._beats(first.elements)
@@ -170,8 +165,9 @@ class _RunBuilder:
             self.commands.append({
                 "empty": int(first.empty), "row_last": int(first.row_last), "pad": first.pad,
                 "in_width": first.in_width, "out_width": first.out_width,
-                "stationary_address": stationary, "mask_address": mask,
-                "operand_address": address, "operand_beats": beats, "rotate": turn,
+                "offset": first.offset, "stationary_address": stationary,
+                "mask_address": mask, "operand_address": address, "operand_beats": beats,
+                "stationary_source": stationary_source, "mask_source": mask_source,
                 "present": present,
             })
         self.groups.append(group)

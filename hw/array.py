@@ -17,12 +17,14 @@ it is a whole queue ahead. Partial sums accumulate over time inside each PE.
 In sparse mode a PE whose stationary row (or, in BP, whose output-mask row)
 is all zero has no effectual MAC in the primitive, whatever its streamed
 elements: the array does not give it the primitive (unless the primitive
-closes the row), so the PE spends no accept cycle on it and runs ahead on its
-own work. The zero test is an OR over the bundle's row, in hardware. A PE
-without an output row of its own in a group (``present`` clear: the
-channels do not fill the array) gets only the primitives that close a row,
-in both modes, so the dense baseline does not spend such PEs on rows of
-zeros either.
+closes the row, and then as an empty task without its beats), so the PE
+spends no accept cycle on it and runs ahead on its own work. The zero test
+is an OR over the bundle's row, in hardware. A PE without an output row of
+its own in a group, or without this primitive in its row (``present``
+clear: the channels do not fill the array, or the rows of a group differ
+in their primitives), gets only the primitives that close a row, in both
+modes, so the dense baseline does not spend such PEs on rows of zeros
+either.
 Results leave through one stream whose beats carry a lane per PE: all PEs
 drain in parallel, as into a banked output buffer.
 """
@@ -102,15 +104,20 @@ class PEArray(wiring.Component):
         # accept cycle on it and runs ahead on its own work. The beats of a
         # primitive follow its bundle: a routing queue holds, per non-empty
         # primitive, which PEs take its beats.
+        # A PE that takes a row-closing primitive it has no work in gets it as
+        # an empty task: it closes the row in one cycle without its beats.
         bundle = self.task.payload
+        works = Signal(pes)
         takes = Signal(pes)
         for number in range(pes):
             idle_row = (bundle.stationary[number].as_value() == 0) | \
                 ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
-            m.d.comb += takes[number].eq(bundle.task.row_last | (
-                bundle.present[number] & (bundle.task.dense | ~idle_row)))
+            m.d.comb += [
+                works[number].eq(bundle.present[number] & (bundle.task.dense | ~idle_row)),
+                takes[number].eq(bundle.task.row_last | works[number]),
+            ]
         m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
-        m.d.comb += routing.w_data.eq(takes)
+        m.d.comb += routing.w_data.eq(works)
 
         task_queues, beat_queues, units = [], [], []
         for number in range(pes):
@@ -130,6 +137,7 @@ class PEArray(wiring.Component):
                 own_task.eq(self.task.payload.task),
                 own_task.stationary.eq(self.task.payload.stationary[number]),
                 own_task.mask.eq(self.task.payload.mask[number]),
+                own_task.empty.eq(bundle.task.empty | ~works[number]),
                 task_queue.w_data.eq(own_task),
                 task_queue.w_en.eq(self.task.valid & self.task.ready & takes[number]),
                 beat_queue.w_data.eq(self.operand.payload),

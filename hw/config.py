@@ -65,6 +65,9 @@ class AccelConfig:
         element and issuing its MACs (at least ``elements_per_beat``). It lets
         the PE accept (and drop) elements while it still issues MACs of
         earlier ones.
+    psum_banks : int
+        Partial-sum banks of a PE (at least 2): one accumulates the current
+        output row while the others hold finished rows for the drain.
     counter_width : int
         Bits of the performance counters.
     pe_rows, pe_cols : int
@@ -98,10 +101,11 @@ class AccelConfig:
     max_row: int = 32
     elements_per_beat: int = 2
     queue_depth: int = 4
+    psum_banks: int = 3
     counter_width: int = 48
     pe_rows: int = 4
     pe_cols: int = 4
-    array_queue_depth: int = 32
+    array_queue_depth: int = 64
     stream_width: int = 64
     program_depth: int = 4096
     operand_depth: int = 4096
@@ -123,6 +127,7 @@ class AccelConfig:
         _check_int("max_row", self.max_row, self.max_kernel, 1024)
         _check_int("elements_per_beat", self.elements_per_beat, 1, 4)
         _check_int("queue_depth", self.queue_depth, self.elements_per_beat, 64)
+        _check_int("psum_banks", self.psum_banks, 2, 8)
         _check_int("counter_width", self.counter_width, 16, 64)
         _check_int("pe_rows", self.pe_rows, 1, 64)
         _check_int("pe_cols", self.pe_cols, 1, 64)

@@ -22,12 +22,11 @@ output register is free or being taken, so both streams run at full rate
 under backpressure.
 """
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Array, Module, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (Phase, buffer_layouts, bundle_layout, command_layout, element_layout,
-                      stationary_layout)
+from .layouts import Phase, buffer_layouts, bundle_layout, command_layout, element_layout
 
 __all__ = ["Controller", "OPERAND_RANGES"]
 
@@ -142,31 +141,16 @@ class Controller(wiring.Component):
             payload.task.pad.eq(held.pad),
             payload.task.in_width.eq(held.in_width),
             payload.task.out_width.eq(held.out_width),
+            payload.task.offset.eq(held.offset),
         ]
-        # PE p takes row (p + rotate) % pes of the entries: a barrel rotator,
-        # one stage of 2:1 multiplexers per bit of ``rotate``.
+        # Crossbar: PE p takes any row of the entries, as the command says.
         pes = config.pes
-        stationary = [self.stationary_data[p] for p in range(pes)]
-        mask = [self.mask_data[p] for p in range(pes)]
-        for bit in range(len(held.rotate)):
-            step = 1 << bit
-            if step >= pes:
-                break
-            turned_stationary, turned_mask = [], []
-            for p in range(pes):
-                row = Signal(stationary_layout(config).elem_shape,
-                             name=f"stationary_turn{bit}_{p}")
-                bits = Signal(config.max_row, name=f"mask_turn{bit}_{p}")
-                m.d.comb += [
-                    row.eq(Mux(held.rotate[bit], stationary[(p + step) % pes], stationary[p])),
-                    bits.eq(Mux(held.rotate[bit], mask[(p + step) % pes], mask[p])),
-                ]
-                turned_stationary.append(row)
-                turned_mask.append(bits)
-            stationary, mask = turned_stationary, turned_mask
-        m.d.comb += [payload.stationary[p].eq(stationary[p]) for p in range(pes)]
+        stationary_rows = Array(self.stationary_data[p].as_value() for p in range(pes))
+        mask_rows = Array(self.mask_data[p] for p in range(pes))
+        m.d.comb += [payload.stationary[p].eq(stationary_rows[held.stationary_source[p]])
+                     for p in range(pes)]
+        m.d.comb += [payload.mask[p].eq(mask_rows[held.mask_source[p]]) for p in range(pes)]
         m.d.comb += payload.present.eq(held.present)
-        m.d.comb += [payload.mask[p].eq(mask[p]) for p in range(pes)]
 
         # -- operand sequencer ------------------------------------------------
         beat_address = Signal.like(queued.address)

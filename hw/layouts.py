@@ -42,6 +42,7 @@ def task_layout(config):
         "kernel": unsigned(config.kernel_width),
         "in_width": unsigned(config.index_width),
         "out_width": unsigned(config.index_width),
+        "offset": unsigned(config.index_width),
         "mask": unsigned(config.max_row),
         "stationary": data.ArrayLayout(signed(config.data_width), config.max_row),
     })
@@ -135,22 +136,27 @@ def command_layout(config):
     the mask-buffer entry (BP), and where the primitive's streamed beats
     start in the operand buffer and how many there are. Rows are referenced,
     not copied: a streamed row that feeds many primitives is loaded once.
-    ``rotate`` gives PE ``p`` row ``(p + rotate) % pes`` of the stationary and
-    mask entries, so one entry serves every rotation of the rows over the
-    PEs (the compiler rotates rows to balance the PEs' work). ``present``
+    PE ``p`` gets row ``stationary_source[p]`` of the stationary entry and
+    row ``mask_source[p]`` of the mask entry (a crossbar), so one entry
+    serves any assignment of its rows to the PEs: the compiler assigns rows
+    to PEs freely to balance their work without storing an entry per
+    assignment. ``offset`` is the task field of that name (WG). ``present``
     is the bundle's field of that name, in PE order.
     """
+    source = data.ArrayLayout(unsigned(max(1, (config.pes - 1).bit_length())), config.pes)
     return data.StructLayout({
         "empty": unsigned(1),
         "row_last": unsigned(1),
         "pad": unsigned(config.pad_width),
         "in_width": unsigned(config.index_width),
         "out_width": unsigned(config.index_width),
+        "offset": unsigned(config.index_width),
         "stationary_address": unsigned(config.address_width(config.stationary_depth)),
         "mask_address": unsigned(config.address_width(config.mask_depth)),
         "operand_address": unsigned(config.address_width(config.operand_depth)),
         "operand_beats": unsigned(config.operand_depth.bit_length()),
-        "rotate": unsigned(max(1, (config.pes - 1).bit_length())),
+        "stationary_source": source,
+        "mask_source": source,
         "present": unsigned(config.pes),
     })
 

@@ -16,11 +16,14 @@ bubbles (SPEC section 5):
 3. **Issue.** Each cycle, ``lanes`` leading-one pickers take the lowest set
    bits of the current element's issue bitmap and start one MAC each. The
    next element is taken in the cycle the bitmap empties.
-4. **Accumulate and drain.** Products add into one of two partial-sum banks
-   (a register file of ``max_row`` entries each), exactly, saturating at
-   ``acc_width`` with a sticky flag. When an output row is complete its bank
-   is drained through ``result`` while the next row accumulates into the
-   other bank, so the drain is paid once per output row and overlaps work.
+4. **Accumulate and drain.** Products add into one of ``psum_banks``
+   partial-sum banks (a register file of ``max_row`` entries each), exactly,
+   saturating at ``acc_width`` with a sticky flag. When an output row is
+   complete its bank is drained through ``result`` while the next rows
+   accumulate into the other banks, so the drain is paid once per output
+   row and overlaps work. More than two banks let a run of light rows (a
+   sparse row can hold a few MACs against a drain of ``out_len + 1``
+   cycles) finish ahead of the drain.
 
 Cycle cost with streams at full rate: one cycle per ``lanes`` issued MACs of
 an element, plus the overhead documented in :func:`overhead_bound`.
@@ -156,8 +159,8 @@ class SparsePE(wiring.Component):
                 m.d.comb += out_len.eq(task.out_width)
             with m.Case(Phase.BP):
                 m.d.comb += out_len.eq(task.in_width)
-            with m.Default():
-                m.d.comb += out_len.eq(task.kernel)
+            with m.Default():    # WG: the row ends with its last kernel row
+                m.d.comb += out_len.eq(task.offset + task.kernel)
 
         # One decoder per element of a beat; an element is pushed when its
         # window holds a MAC or it closes the output row, else dropped here.
@@ -205,10 +208,14 @@ class SparsePE(wiring.Component):
         current_valid = Signal()
         current = Signal(layout)
         remaining = Signal(slots)         # issue bits not yet picked
-        issue_bank = Signal()             # the psum bank this row accumulates into
-        bank_full = Signal(2)             # bank holds a finished row not yet drained
+        banks = config.psum_banks
+        issue_bank = Signal(range(banks))  # the psum bank this row accumulates into
+        bank_full = Signal(banks)          # bank holds a finished row not yet drained
         bank_len = Array(Signal(unsigned(config.index_width), name=f"bank_len_{b}")
-                         for b in range(2))
+                         for b in range(banks))
+
+        def next_bank(bank):
+            return Mux(bank == banks - 1, 0, bank + 1)
 
         blocked = bank_full.bit_select(issue_bank, 1)
         working = Signal()
@@ -242,7 +249,7 @@ class SparsePE(wiring.Component):
         with m.Elif(working):
             m.d.sync += remaining.eq(rest)
         with m.If(finishing & current.row_last):
-            m.d.sync += issue_bank.eq(~issue_bank)
+            m.d.sync += issue_bank.eq(next_bank(issue_bank))
 
         # MAC pipeline register: one product per lane, accumulated next cycle.
         product_width = 2 * config.data_width
@@ -251,9 +258,9 @@ class SparsePE(wiring.Component):
                       for l in range(lanes)]
         mac_product = [Signal(signed(product_width), name=f"mac_product_{l}")
                        for l in range(lanes)]
-        mac_bank = Signal()
+        mac_bank = Signal.like(issue_bank)
         row_end = Signal()
-        row_end_bank = Signal()
+        row_end_bank = Signal.like(issue_bank)
         row_end_len = Signal(unsigned(config.index_width))
         issued_now = Signal(range(lanes + 1))
         effectual_now = Signal(range(lanes + 1))
@@ -278,9 +285,9 @@ class SparsePE(wiring.Component):
         ]
 
         # -- accumulate --------------------------------------------------------
-        # Both banks in one register file: entry bank*max_row + output index.
+        # All banks in one register file: entry bank*max_row + output index.
         psum = Array(Signal(signed(config.acc_width), name=f"psum_{b}_{o}")
-                     for b in range(2) for o in range(config.max_row))
+                     for b in range(banks) for o in range(config.max_row))
         for lane in range(lanes):
             entry = psum[mac_bank * config.max_row + mac_target[lane]]
             total = Signal(signed(config.acc_width + 1), name=f"sum_{lane}")
@@ -298,7 +305,7 @@ class SparsePE(wiring.Component):
 
         # -- drain -------------------------------------------------------------
         draining = Signal()
-        drain_bank = Signal()       # rows finish in alternating banks; drain in that order
+        drain_bank = Signal.like(issue_bank)   # rows finish in bank order; drain in that order
         drain_index = Signal(unsigned(config.index_width))
         drained = psum[drain_bank * config.max_row + drain_index]
         drain_last = Signal()
@@ -314,7 +321,7 @@ class SparsePE(wiring.Component):
             # Zero the entry as it leaves: the bank is clean for its next row.
             m.d.sync += [drained.eq(0), drain_index.eq(drain_index + 1)]
             with m.If(drain_last):
-                m.d.sync += [draining.eq(0), drain_bank.eq(~drain_bank),
+                m.d.sync += [draining.eq(0), drain_bank.eq(next_bank(drain_bank)),
                              bank_full.bit_select(drain_bank, 1).eq(0)]
 
         # -- status and counters ----------------------------------------------

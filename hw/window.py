@@ -8,7 +8,7 @@ phase  kernel tap ``s``               stationary index output index
 ==== ============================== ================ ==============
 FF   ``s = (i+P) mod U + j*U``       ``s``            ``f = (i+P) div U - j``
 BP   ``s = j``                       ``s``            ``i*U + j - P``
-WG   ``s = j``                       ``i*U + j - P``   ``s``
+WG   ``s = j``                       ``i*U + j - P``   ``offset + s``
 ==== ============================== ================ ==============
 
 FF needs only one division per element (by the stride, a small constant
@@ -110,7 +110,7 @@ class WindowDecoder(wiring.Component):
                 with m.Default():   # WG
                     m.d.comb += [
                         stationary_index.eq(moved),
-                        target.eq(j),
+                        target.eq(task.offset + j),
                         valid.eq(tap_in_kernel & (moved >= 0) & (moved < task.in_width)),
                     ]
             # Out-of-range indices only occur in invalid slots; clamp them to 0 so

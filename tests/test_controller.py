@@ -2,7 +2,7 @@
 
 The buffers are filled through their load streams with a random program;
 the bundles and operand beats that come out, under random backpressure, must
-be exactly what the commands name (rotation included), in order.
+be exactly what the commands name (each PE's entry row included), in order.
 """
 
 import random
@@ -64,10 +64,12 @@ def test_commands_become_bundles_and_beats(ready_rate):
         commands.append({
             "empty": int(empty), "row_last": rng.randint(0, 1), "pad": rng.randint(0, 3),
             "in_width": rng.randint(1, 16), "out_width": rng.randint(1, 16),
-            "stationary_address": rng.randrange(config.stationary_depth),
+            "offset": rng.randint(0, 15), "stationary_address": rng.randrange(config.stationary_depth),
             "mask_address": rng.randrange(config.mask_depth),
             "operand_address": rng.randrange(config.operand_depth - count + 1),
-            "operand_beats": count, "rotate": rng.randrange(pes),
+            "operand_beats": count,
+            "stationary_source": [rng.randrange(pes) for _ in range(pes)],
+            "mask_source": [rng.randrange(pes) for _ in range(pes)],
             "present": rng.getrandbits(pes),
         })
     width = config.stream_width
@@ -84,9 +86,9 @@ def test_commands_become_bundles_and_beats(ready_rate):
         entries["mask"] += _split(layouts["mask"].const(entry).as_bits(),
                                   layouts["mask"].size, width)
 
-    expected_bundles = [(c, [rows[c["stationary_address"]][(p + c["rotate"]) % pes]
+    expected_bundles = [(c, [rows[c["stationary_address"]][c["stationary_source"][p]]
                              for p in range(pes)],
-                         [masks[c["mask_address"]][(p + c["rotate"]) % pes] for p in range(pes)])
+                         [masks[c["mask_address"]][c["mask_source"][p]] for p in range(pes)])
                         for c in commands]
     expected_beats = [beats[c["operand_address"] + i] for c in commands
                       for i in range(c["operand_beats"])]
@@ -118,8 +120,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
                 payload = ctx.get(controller.bundle.payload)
                 assert payload.task.stride == 2 and payload.task.kernel == 3
                 got_bundles.append((payload.present, payload.task.empty, payload.task.row_last,
-                                    payload.task.pad,
-                                    payload.task.in_width, payload.task.out_width,
+                                    payload.task.pad, payload.task.in_width,
+                                    payload.task.out_width, payload.task.offset,
                                     [list(payload.stationary[p]) for p in range(pes)],
                                     [payload.mask[p] for p in range(pes)]))
             if ctx.get(controller.operand.valid) and beat_ready:
@@ -136,5 +138,6 @@ def test_commands_become_bundles_and_beats(ready_rate):
     assert len(got_bundles) == len(commands)
     for (command, stationary, mask), got in zip(expected_bundles, got_bundles):
         assert got == (command["present"], command["empty"], command["row_last"], command["pad"],
-                       command["in_width"], command["out_width"], stationary, mask)
+                       command["in_width"], command["out_width"], command["offset"], stationary,
+                       mask)
     assert got_beats == expected_beats

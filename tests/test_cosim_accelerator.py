@@ -25,12 +25,11 @@ def test_quick_regression(case):
     entry = run_case(SMALL, case)     # raises on any output that is not bit-exact
     assert entry["dense_macs"] > 0
     # The dense mode is the baseline: it must keep the PEs busy too.
-    assert entry["dense_cycles"] > 0 and entry["sparse_cycles"] > 0
-    if entry["effectual_macs"] == 0:
-        assert entry["sparse_cycles"] < entry["dense_cycles"]
-    else:
-        # Sparse mode never does worse than dense mode on the same layer.
-        assert entry["measured_speedup"] >= 1.0
+    assert entry["dense_cycles"] > 0
+    # Sparse mode sends no row group without an effectual MAC: nothing to run.
+    assert (entry["sparse_cycles"] > 0) == (entry["effectual_macs"] > 0)
+    # Sparse mode never does worse than dense mode on the same layer.
+    assert entry["measured_speedup"] >= 1.0
 
 
 def _small_run():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cosim.pe_jobs import make_array_run, run_array
-from gen.primitives import LayerRows
+from gen.primitives import LayerRows, wg_kernel_rows
 from hw.config import PRESETS
 from pruning import capture_digits, golden
 
@@ -31,7 +31,7 @@ def assemble(layer, groups, per_pe, shape):
     for number, (keys, columns, _) in enumerate(groups):
         for pe, key in enumerate(keys):
             if key is not None:
-                output[(*key, columns)] = per_pe[pe][number]
+                layer.output_view(output, key, columns)[...] += per_pe[pe][number]
     return output
 
 
@@ -43,7 +43,9 @@ def layer_case(rng, phase, kernel, stride, pad, hw, channels=(5, 6), density=0.4
     dy = sparse(rng, (2, k_len, *out_hw), density)
     mask = (x > 0) if phase == "bp" else None
     expected = golden.conv_phase(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad)
-    return LayerRows(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad), expected
+    kernel_rows = wg_kernel_rows(SMALL, kernel) if phase == "wg" else 1
+    return LayerRows(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
+                     kernel_rows=kernel_rows), expected
 
 
 @pytest.mark.parametrize("phase", golden.PHASES)
@@ -88,7 +90,9 @@ def test_captured_layer():
     for phase in golden.PHASES:
         mask = layer.mask if phase == "bp" else None
         rows = LayerRows(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
-                         stride=layer.stride, pad=layer.pad)
+                         stride=layer.stride, pad=layer.pad,
+                         kernel_rows=wg_kernel_rows(SMALL, layer.kernel_hw) if phase == "wg"
+                         else 1)
         expected = golden.conv_phase(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
                                      stride=layer.stride, pad=layer.pad)
         groups = list(rows.groups(SMALL, SMALL.pes))

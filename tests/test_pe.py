@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from gen.primitives import Packer, make_output_row
+from gen.primitives import Packer, make_output_row, make_output_rows
 from hw.config import AccelConfig, PRESETS
 from hw.pe import overhead_bound
 from hw.window import WindowDecoder
@@ -116,6 +116,52 @@ def test_pe_random_rows(phase, pattern):
     check_rows(rows, outputs, seed)
     assert state["issued_macs"] == state["effectual_macs"] == sum(r.effectual_macs for r in rows)
     assert state["idle"] == 1 and state["saturated"] == 0
+
+
+@pytest.mark.parametrize("banks", [2, 3, 5])
+def test_psum_banks_light_rows(banks):
+    """Runs of light rows (a few MACs against a long drain) fill every bank, under
+    result backpressure; rows come out in order and exact, and more banks never
+    cost cycles."""
+    config = SMALL.replace(psum_banks=banks)
+    rng = np.random.default_rng(banks)
+    rows = [random_row(rng, "bp", 3, 1, 1, 16, density=0.1 if n % 4 else 0.8,
+                       primitives=1, config=config) for n in range(24)]
+    outputs, state = run_pe(config, rows, result_pattern=itertools.cycle([1, 1, 0]))
+    check_rows(rows, outputs, banks)
+    assert state["idle"] == 1
+    if banks > 2:
+        _, two_banks = run_pe(SMALL.replace(psum_banks=2), rows,
+                              result_pattern=itertools.cycle([1, 1, 0]))
+        assert state["cycles"] <= two_banks["cycles"]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_wg_rows_of_several_kernel_rows(dense):
+    """A WG output row holding kernel rows r = 0..R-1 (``offset = r*S``): every
+    tap lands in its kernel row, and the row is as long as all of them; also
+    when the last kernel row has no work (an empty task closes the row)."""
+    rng = np.random.default_rng(21)
+    rows = []
+    for kernel, kernel_rows, stride, pad, width in [(3, 3, 1, 1, 8), (5, 3, 2, 2, 13),
+                                                     (2, 8, 1, 0, 16), (3, 4, 1, 1, 16)]:
+        f_len = golden.output_size(width, kernel, stride, pad)
+        prims = []
+        for r in range(kernel_rows):
+            for _ in range(int(rng.integers(0, 3))):
+                dy = rng.integers(-99, 100, f_len) * (rng.random(f_len) < 0.5)
+                if r == kernel_rows - 1 and len(rows) % 2:
+                    dy = np.zeros(f_len, dtype=np.int64)     # no work in the last kernel row
+                prims.append((dy, rng.integers(-99, 100, width), r * kernel))
+        (_, row), = make_output_rows(SMALL, "wg", prims, stride=stride, pad=pad,
+                                     kernel=kernel, in_width=width, dense=dense,
+                                     kernel_rows=kernel_rows)
+        assert row.out_len == kernel * kernel_rows
+        assert row.tasks[-1].offset == kernel * (kernel_rows - 1)
+        rows.append(row)
+    outputs, state = run_pe(SMALL, rows)
+    check_rows(rows, outputs, 21)
+    assert state["effectual_macs"] == sum(r.effectual_macs for r in rows)
 
 
 @pytest.mark.parametrize("phase", golden.PHASES)
