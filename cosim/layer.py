@@ -264,7 +264,8 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     pes = config.pes if backend in ("array", "accelerator") else 1
     layer = LayerRows.for_config(config, spec.phase, x=spec.x, w=spec.w, dy=spec.dy,
                                  mask=spec.mask, stride=spec.stride, pad=spec.pad,
-                                 input_hw=spec.input_hw, kernel_hw=spec.kernel_hw, pes=pes)
+                                 input_hw=spec.input_hw, kernel_hw=spec.kernel_hw, pes=pes,
+                                 dense=dense)
     groups = list(layer.groups(config, pes, dense=dense))
     output = np.zeros(spec.output_shape, dtype=np.int64)
     totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,

@@ -359,7 +359,7 @@ def make_output_row(config, phase, primitives, **geometry):
 # fewest primitives a piece of a split row keeps (each piece costs a row
 # end and a drain).
 MIN_GROUPS = 16
-MIN_PIECE = 8
+MIN_PIECE = 4
 
 
 class LayerRows:
@@ -394,9 +394,10 @@ class LayerRows:
 
     ``splits`` cuts every row's primitives into that many consecutive pieces,
     each a partial row of its own (a group per piece, the same members), which
-    the host adds: a layer with fewer row groups than that gives the
-    balancing in :meth:`groups` too few, too large items (a first layer's BP
-    is one group of 16 rows whose work differs fourfold). The pieces of the
+    the host adds: a layer with few row groups, or with rows longer than the
+    array's queues, gives the balancing in :meth:`groups` too few, too large
+    items (a first layer's BP is one group of 16 rows whose work differs
+    fourfold; see :meth:`for_config`). The pieces of the
     rows of a group stay aligned, so they still share their streamed rows.
     Assemble the output by adding each row into :meth:`output_view`.
     """
@@ -521,41 +522,65 @@ class LayerRows:
 
     @classmethod
     def for_config(cls, config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
-                   input_hw=None, kernel_hw=None, pes=None):
-        """The rows of a layer phase as ``config``'s array runs them best.
+                   input_hw=None, kernel_hw=None, pes=None, dense=False):
+        """The rows of a layer phase as ``config``'s array runs them best, in the
+        given mode.
 
         WG rows hold as many kernel rows as fit (:func:`wg_kernel_rows`).
         Rows are split into pieces (``splits``) when the layer has fewer
-        than ``MIN_GROUPS`` row groups. BP and WG are transposed when their
-        channels ``C`` do not fill the
-        PEs and the transposed sharing dimension (``N*H`` rows for BP, ``K``
-        for WG) is larger, where the layer allows it (stride 1, the ``dy``
-        row no wider than ``max_kernel``). ``pes``: how many PEs share the
+        than ``MIN_GROUPS`` row groups, or when a row has more primitives
+        than the array's queues hold (``array_queue_depth``): a PE can run
+        ahead of the slowest one only by a queue, so the balancing works on
+        rows no longer than that. A piece keeps at least ``MIN_PIECE``
+        primitives and at least as many as the row has outputs (each piece
+        is drained). When the channels ``C`` of a BP or WG layer do not fill
+        the PEs and the layer can be transposed (stride 1, the ``dy`` row no
+        wider than ``max_kernel``), the transposed and the natural rows are
+        both laid out and the one with fewer :meth:`estimated_cycles` in
+        this mode is taken (dense mode gets its own best mapping: the
+        baseline is not handicapped). ``pes``: how many PEs share the
         streamed rows (default: the array's; 1 for a lone PE).
         """
         operands = dict(x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad, input_hw=input_hw,
                         kernel_hw=kernel_hw)
+        pes = pes or config.pes
         kernel_rows = 1
         if phase == "wg":
             kernel_rows = wg_kernel_rows(config, kernel_hw or w.shape[2:])
-        pes = pes or config.pes
-        layer = cls(phase, kernel_rows=kernel_rows, **operands)
-        if phase != "ff" and stride == 1 and layer.c_len < pes:
-            f_len = golden.output_size(layer.w_len, layer.s_len, stride, pad)
-            sharing = layer.n_len * layer.h_len if phase == "bp" else layer.k_len
-            if f_len <= config.max_kernel and sharing > layer.c_len:
-                kernel_rows = 1
-                layer = cls(phase, transposed=True, **operands)
-        outer, channels, inner = layer.shape
+        candidates = [cls(phase, kernel_rows=kernel_rows, **operands)]
+        natural = candidates[0]
+        if phase != "ff" and stride == 1 and natural.c_len < pes and \
+                golden.output_size(natural.w_len, natural.s_len, stride, pad) <= config.max_kernel:
+            candidates.append(cls(phase, transposed=True, **operands))
+        candidates = [layer._split(config, pes, operands) for layer in candidates]
+        if len(candidates) == 1:
+            return candidates[0]
+        return min(candidates, key=lambda layer: layer.estimated_cycles(config, pes, dense=dense))
+
+    def _split(self, config, pes, operands):
+        """This layout, its rows split into pieces as :meth:`for_config` says."""
+        outer, channels, inner = self.shape
         groups = outer * -(-channels // pes) * inner
-        if groups >= MIN_GROUPS:
-            return layer
-        most = len(layer.primitives(layer.keys[0])[0]) // MIN_PIECE
-        splits = max(1, min(most, -(-MIN_GROUPS // groups)))
+        longest = len(self.primitives(self.keys[0])[0])
+        out_len = max(row.out_len for _, row in self.tiles(config, self.keys[0]))
+        wanted = max(-(-MIN_GROUPS // groups), -(-longest // config.array_queue_depth))
+        splits = max(1, min(wanted, longest // max(MIN_PIECE, out_len)))
         if splits == 1:
-            return layer
-        return cls(phase, kernel_rows=kernel_rows, transposed=layer.transposed, splits=splits,
-                   **operands)
+            return self
+        return type(self)(self.phase, kernel_rows=self.kernel_rows, transposed=self.transposed,
+                          splits=splits, **operands)
+
+    def estimated_cycles(self, config, pes, *, dense=False):
+        """A bound on the array's cycles for these rows: the busiest PE's
+        :meth:`OutputRow.pe_cycles` after balancing, or the broadcast's beats
+        (one per cycle), whichever is larger."""
+        load, beats = [0] * pes, 0
+        for _, _, rows in self.groups(config, pes, dense=dense):
+            for unit, row in enumerate(rows):
+                load[unit] += row.pe_cycles(config)
+            beats += sum(max(1, -(-len(tasks[0].elements) // config.elements_per_beat))
+                         for tasks in zip(*(row.tasks for row in rows)))
+        return max(max(load), beats)
 
     def groups(self, config, pes, *, dense=False, balance=True):
         """Rows for a ``pes``-PE array, in order: ``(keys, columns, [OutputRow per PE])``.

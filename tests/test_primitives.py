@@ -129,8 +129,8 @@ def test_entries_are_shared_by_any_assignment():
 @pytest.mark.parametrize("shape", [(2, 1, 8, 8), (1, 2, 5, 11)])
 def test_transposed_rows_give_the_same_layer(phase, shape):
     """Transposed BP and WG rows (the streamed and stationary operands swapped)
-    add up to the golden layer with the same dense and effectual MACs, and
-    LayerRows.for_config picks them when C does not fill the PEs."""
+    add up to the golden layer with the same dense and effectual MACs, split
+    or not; LayerRows.for_config picks whichever layout it estimates faster."""
     rng = np.random.default_rng(sum(shape))
     n_len, c_len, h_len, w_len = shape
     x = rng.integers(-9, 10, shape) * (rng.random(shape) < 0.6)
@@ -143,12 +143,19 @@ def test_transposed_rows_give_the_same_layer(phase, shape):
     else:
         operands.update(kernel_hw=(3, 3))
     config = SMALL.replace(pe_rows=2, pe_cols=4)
-    layer = LayerRows.for_config(config, phase, **operands)
-    assert layer.transposed and layer.task_kernel == w_len
+    layer = LayerRows(phase, transposed=True, **operands)
+    assert layer.task_kernel == w_len
     assert layer.task_phase == {"bp": "bp", "wg": "ff"}[phase]
     natural = LayerRows(phase, **operands)
+    split = LayerRows(phase, transposed=True, splits=3, **operands)
+    for dense in (False, True):
+        chosen = LayerRows.for_config(config, phase, dense=dense, **operands)
+        # The candidates as for_config splits them.
+        assert chosen.estimated_cycles(config, config.pes, dense=dense) == min(
+            candidate._split(config, config.pes, operands).estimated_cycles(
+                config, config.pes, dense=dense) for candidate in (layer, natural))
     expected = golden.conv_phase(phase, **operands)
-    for rows in (layer, natural):
+    for rows in (layer, natural, split):
         output = np.zeros(expected.shape, dtype=np.int64)
         macs = [0, 0]
         for key, piece in itertools.product(rows.keys, range(rows.splits)):
@@ -175,7 +182,7 @@ def test_groups_cover_the_layer(phase, channels):
     expected = golden.conv_phase(phase, stride=1, pad=1, **operands)
     packer = Packer(SMALL)
     for dense in (False, True):
-        layer = LayerRows.for_config(SMALL, phase, stride=1, pad=1, **operands)
+        layer = LayerRows.for_config(SMALL, phase, stride=1, pad=1, dense=dense, **operands)
         output = np.zeros(expected.shape, dtype=np.int64)
         placed = np.zeros(expected.shape, dtype=np.int64)
         for keys, columns, rows in layer.groups(SMALL, SMALL.pes, dense=dense):
