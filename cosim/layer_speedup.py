@@ -14,7 +14,7 @@ import sys
 
 from .layer import run_layer
 
-__all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table"]
+__all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table", "ratio"]
 
 
 def phase_operands(phase, *, x, w, dy, mask):
@@ -43,10 +43,19 @@ def compare_modes(config, phase, operands, **options):
         "sparse_utilization": sparse_stats["pe_utilization"],
         "pes": sparse_stats["pes"], "runs": sparse_stats.get("runs"),
     }
-    entry["measured_speedup"] = entry["dense_cycles"] / max(entry["sparse_cycles"], 1)
-    entry["ideal_speedup"] = entry["dense_macs"] / max(entry["effectual_macs"], 1)
-    entry["fraction_of_ideal"] = entry["measured_speedup"] / entry["ideal_speedup"]
+    # No effectual MAC at all: sparse mode sends nothing, and neither ratio exists.
+    nothing = entry["sparse_cycles"] == 0 or entry["effectual_macs"] == 0
+    entry["measured_speedup"] = None if nothing else \
+        entry["dense_cycles"] / entry["sparse_cycles"]
+    entry["ideal_speedup"] = None if nothing else entry["dense_macs"] / entry["effectual_macs"]
+    entry["fraction_of_ideal"] = None if nothing else \
+        entry["measured_speedup"] / entry["ideal_speedup"]
     return entry
+
+
+def ratio(value, unit="x", scale=1):
+    """A speedup or fraction for a table: ``n/a`` when there is none (no work)."""
+    return "n/a" if value is None else f"{scale * value:.{1 if unit == '%' else 2}f}{unit}"
 
 
 def measure_layers(config, p=0.9, *, batch_size=2, seed=0, simulator=None,
@@ -74,7 +83,7 @@ def format_layer_table(results):
     for e in results:
         lines.append(
             f"| {e['layer']} | {e['phase'].upper()} | {e['dense_macs']} | {e['effectual_macs']} "
-            f"| {e['dense_cycles']} | {e['sparse_cycles']} | {e['measured_speedup']:.2f}x | "
-            f"{e['ideal_speedup']:.2f}x | {100 * e['fraction_of_ideal']:.1f}% | "
+            f"| {e['dense_cycles']} | {e['sparse_cycles']} | {ratio(e['measured_speedup'])} | "
+            f"{ratio(e['ideal_speedup'])} | {ratio(e['fraction_of_ideal'], '%', 100)} | "
             f"{100 * e['dense_utilization']:.1f}% | {100 * e['sparse_utilization']:.1f}% |")
     return "\n".join(lines)

@@ -23,7 +23,7 @@ import numpy as np
 
 from gen.program import Capacity
 
-from .layer_speedup import compare_modes, phase_operands
+from .layer_speedup import compare_modes, phase_operands, ratio
 
 __all__ = ["Case", "cases", "run_case", "run_regression", "format_table"]
 
@@ -97,7 +97,7 @@ def cases(config, *, quick=False, seed=0, p=0.9):
     small = Capacity(program=40, operand=16, stationary=8, mask=4, outputs=64)  # splits rows too
     add("several runs per layer", _random_layer(rng, batch=2, channels=3, filters=4,
                                                 size=(6, 6), kernel=(3, 3), stride=1, pad=1),
-        stride=1, pad=1, capacity=small, quick_phases=("ff", "bp"))
+        stride=1, pad=1, capacity=small, quick_phases=("ff", "bp", "wg"))
     patterns = {"s_axis": 0.6, "m_axis": 0.5}
     add("AXI backpressure", _random_layer(rng, batch=1, channels=3, filters=4, size=(5, 6),
                                           kernel=(3, 3), stride=1, pad=1),
@@ -144,6 +144,6 @@ def format_table(results):
     for e in results:
         lines.append(
             f"| {e['case']} | {e['phase'].upper()} | {e['runs']} | {e['dense_cycles']} | "
-            f"{e['sparse_cycles']} | {e['measured_speedup']:.2f}x | {e['ideal_speedup']:.2f}x | "
+            f"{e['sparse_cycles']} | {ratio(e['measured_speedup'])} | {ratio(e['ideal_speedup'])} | "
             f"{100 * e['dense_utilization']:.1f}% | {100 * e['sparse_utilization']:.1f}% | yes |")
     return "\n".join(lines)

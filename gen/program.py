@@ -208,9 +208,16 @@ def _slice(rows, first, stop):
     pieces = []
     for row in rows:
         tasks = list(row.tasks[first:stop])
-        tasks[-1] = dataclasses.replace(tasks[-1], row_last=True)
-        pieces.append(OutputRow(tasks, None, 0, 0, row.issued_per_task[first:stop],
-                                partial_len=row.out_len))
+        issued = list(row.issued_per_task[first:stop])
+        closing = row.tasks[-1]
+        if tasks[-1].offset == closing.offset:
+            tasks[-1] = dataclasses.replace(tasks[-1], row_last=True)
+        else:
+            # The PE takes a WG row's length from its closing task's offset
+            # (the last kernel row): close the piece with an empty task of it.
+            tasks.append(dataclasses.replace(closing, elements=(), stationary=(), present=True))
+            issued.append([])
+        pieces.append(OutputRow(tasks, None, 0, 0, issued, partial_len=row.out_len))
     return pieces
 
 

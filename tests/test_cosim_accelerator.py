@@ -29,7 +29,7 @@ def test_quick_regression(case):
     # Sparse mode sends no row group without an effectual MAC: nothing to run.
     assert (entry["sparse_cycles"] > 0) == (entry["effectual_macs"] > 0)
     # Sparse mode never does worse than dense mode on the same layer.
-    assert entry["measured_speedup"] >= 1.0
+    assert entry["sparse_cycles"] <= entry["dense_cycles"]
 
 
 def _small_run():

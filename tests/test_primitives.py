@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gen.primitives import LayerRows, Packer, make_output_rows, row_tiling, wg_kernel_rows
-from gen.program import _RunBuilder
+from gen.program import Capacity, _RunBuilder, build_runs
 from hw.config import PRESETS
 from pruning import golden
 
@@ -200,3 +200,22 @@ def test_groups_cover_the_layer(phase, channels):
         # Sparse mode leaves out groups without work (their rows are zeros).
         assert (placed == layer.splits).all() if dense else (placed <= layer.splits).all()
         assert ((placed > 0) | (expected == 0)).all()
+
+
+def test_split_wg_rows_close_with_their_last_kernel_row():
+    """A WG row of several kernel rows split across runs: every piece ends with a
+    task of the last kernel row's offset, from which the PE takes the row's length."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-9, 10, (2, 3, 6, 6))
+    dy = rng.integers(-9, 10, (2, 4, 6, 6)) * (rng.random((2, 4, 6, 6)) < 0.5)
+    layer = LayerRows("wg", x=x, dy=dy, stride=1, pad=1, kernel_hw=(3, 3), kernel_rows=3)
+    groups = list(layer.groups(SMALL, SMALL.pes))
+    runs = build_runs(SMALL, "wg", groups, stride=1, kernel=3, dense=False,
+                      capacity=Capacity(program=6, operand=16, stationary=8, mask=4,
+                                        outputs=64))
+    pieces = [rows for run in runs for _, _, rows in run.groups]
+    assert any(rows[0].expected is None for rows in pieces)     # rows were split
+    for rows in pieces:
+        for row in rows:
+            assert row.tasks[-1].row_last and row.tasks[-1].offset == row.out_len - 3
+            assert [task.row_last for task in row.tasks].count(True) == 1
