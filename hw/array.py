@@ -110,12 +110,14 @@ class PEArray(wiring.Component):
         works = Signal(pes)
         takes = Signal(pes)
         for number in range(pes):
-            idle_row = (bundle.stationary[number].as_value() == 0) | \
-                ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
-            m.d.comb += [
-                works[number].eq(bundle.present[number] & (bundle.task.dense | ~idle_row)),
-                takes[number].eq(bundle.task.row_last | works[number]),
-            ]
+            if config.skipping:
+                idle_row = (bundle.stationary[number].as_value() == 0) | \
+                    ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
+                m.d.comb += works[number].eq(bundle.present[number]
+                                             & (bundle.task.dense | ~idle_row))
+            else:    # dense-only build: no zero tests
+                m.d.comb += works[number].eq(bundle.present[number])
+            m.d.comb += takes[number].eq(bundle.task.row_last | works[number])
         m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
         m.d.comb += routing.w_data.eq(works)
 

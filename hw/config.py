@@ -65,6 +65,12 @@ class AccelConfig:
         element and issuing its MACs (at least ``elements_per_beat``). It lets
         the PE accept (and drop) elements while it still issues MACs of
         earlier ones.
+    skipping : bool
+        Build the zero-skipping logic: the PE issues only effectual MACs of
+        a sparse task and the array does not hand a PE primitives it has no
+        work in. ``False`` builds a dense-only accelerator (every valid MAC
+        issued, whatever the task's mode; the counters stay), the baseline
+        of what skipping costs in area. The host refuses sparse mode on it.
     psum_banks : int
         Partial-sum banks of a PE (at least 2): one accumulates the current
         output row while the others hold finished rows for the drain.
@@ -101,6 +107,7 @@ class AccelConfig:
     max_row: int = 32
     elements_per_beat: int = 2
     queue_depth: int = 4
+    skipping: bool = True
     psum_banks: int = 3
     counter_width: int = 48
     pe_rows: int = 4
@@ -127,6 +134,8 @@ class AccelConfig:
         _check_int("max_row", self.max_row, self.max_kernel, 1024)
         _check_int("elements_per_beat", self.elements_per_beat, 1, 4)
         _check_int("queue_depth", self.queue_depth, self.elements_per_beat, 64)
+        if not isinstance(self.skipping, bool):
+            raise TypeError(f"skipping must be a bool, not {self.skipping!r}")
         _check_int("psum_banks", self.psum_banks, 2, 8)
         _check_int("counter_width", self.counter_width, 16, 64)
         _check_int("pe_rows", self.pe_rows, 1, 64)

@@ -127,7 +127,9 @@ class WindowDecoder(wiring.Component):
                 window.write[j].eq(valid & unmasked),
                 window.effectual[j].eq(effectual),
                 # Dense mode issues every MAC of the dense primitive (zeros
-                # included); sparse mode only the effectual ones.
-                window.issue[j].eq(Mux(task.dense, valid, effectual)),
+                # included); sparse mode only the effectual ones. A dense-only
+                # build has no skipping: every valid MAC is issued.
+                window.issue[j].eq(Mux(task.dense, valid, effectual) if config.skipping
+                                   else valid),
             ]
         return m

@@ -18,6 +18,7 @@ from hw.config import PRESETS, AccelConfig, preset
     (dict(elements_per_beat=5), ValueError, "elements_per_beat must be in 1..4, not 5"),
     (dict(queue_depth=1), ValueError, "queue_depth must be in 2..64, not 1"),
     (dict(psum_banks=1), ValueError, "psum_banks must be in 2..8, not 1"),
+    (dict(skipping=1), TypeError, "skipping must be a bool, not 1"),
     (dict(pe_rows=True), TypeError, "pe_rows must be an int, not True"),
     (dict(stream_width=68), ValueError, "stream_width must be a multiple of 8, not 68"),
     (dict(stream_width=40), ValueError, "stream_width must hold one output of acc_width = 48"),

@@ -144,3 +144,12 @@ def test_layers_wider_than_max_row_are_tiled(phase):
         dense, effectual = golden.count_macs(phase, x=x, w=w, dy=dy, mask=mask, stride=stride,
                                              pad=pad)
         assert (stats["dense_macs"], stats["effectual_macs"]) == (dense, effectual)
+
+
+def test_dense_only_config_refuses_sparse_mode():
+    """A build without the skipping logic cannot run sparse mode: refused before
+    anything is built."""
+    dense_only = SMALL.replace(skipping=False)
+    x, w = np.ones((1, 2, 5, 5), int), np.ones((3, 2, 3, 3), int)
+    with pytest.raises(ValueError, match=r"dense-only \(skipping=False\); run it in dense mode"):
+        run_layer(dense_only, "ff", x=x, w=w, stride=1, pad=1)

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from amaranth import Module
 from amaranth.sim import Simulator
 
 from gen.primitives import Packer, make_output_row, make_output_rows
@@ -116,6 +117,48 @@ def test_pe_random_rows(phase, pattern):
     check_rows(rows, outputs, seed)
     assert state["issued_macs"] == state["effectual_macs"] == sum(r.effectual_macs for r in rows)
     assert state["idle"] == 1 and state["saturated"] == 0
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_dense_only_pe_issues_every_valid_mac(phase):
+    """skipping=False: the window issues every valid slot whatever the task's mode,
+    and the PE's results stay exact on sparse tasks (zeros add nothing)."""
+    config = SMALL.replace(skipping=False)
+    rng = np.random.default_rng(31)
+    rows = [random_row(rng, phase, kernel, stride, pad, 16, density=0.5, primitives=2,
+                       config=config) for kernel, stride, pad in [(3, 1, 1), (5, 2, 2)]]
+    outputs, state = run_pe(config, rows)
+    check_rows(rows, outputs, 31)
+    assert state["effectual_macs"] == sum(r.effectual_macs for r in rows)
+    dense_rows = [random_row(np.random.default_rng(32), phase, 3, 1, 1, 12, density=0.5,
+                             primitives=2, config=config, dense=True)]
+    outputs, state = run_pe(config, dense_rows)
+    check_rows(dense_rows, outputs, 32)
+    assert state["issued_macs"] == sum(r.dense_macs for r in dense_rows)
+    # On a sparse task the dense-only window issues exactly what the sparse-aware
+    # window issues for the same task in dense mode.
+    bench = Module()
+    bench.submodules.dense_only = dense_only = WindowDecoder(config)
+    bench.submodules.sparse_aware = sparse_aware = WindowDecoder(SMALL)
+    packer = Packer(SMALL)
+    task = rows[0].tasks[0]
+    issued = []
+
+    async def testbench(ctx):
+        ctx.set(dense_only.task.as_value(), packer.task(task))
+        ctx.set(sparse_aware.task.as_value(),
+                packer.task(task.__class__(**{**task.__dict__, "dense": True})))
+        for value, index in task.elements:
+            for dut in (dense_only, sparse_aware):
+                ctx.set(dut.value, value)
+                ctx.set(dut.index, index)
+            issued.append(ctx.get(dense_only.window.issue))
+            assert issued[-1] == ctx.get(sparse_aware.window.issue), (value, index)
+
+    sim = Simulator(bench)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert issued and any(issued)
 
 
 @pytest.mark.parametrize("banks", [2, 3, 5])

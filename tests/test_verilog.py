@@ -23,6 +23,20 @@ def test_emit_and_lint(tmp_path):
     lint([path])
 
 
+def test_dense_only_build_drops_the_skipping_logic(tmp_path):
+    """skipping=False builds a PE and an array without the zero tests; they lint,
+    and their Verilog is smaller than the sparse-aware build's."""
+    for block in ("sparse_pe", "pe_array"):
+        sizes = {}
+        for skipping in (True, False):
+            folder = tmp_path / f"{block}-{skipping}"
+            (path,) = emit(SMALL.replace(skipping=skipping), folder, blocks=[block])
+            sizes[skipping] = len(path.read_text())
+            if not skipping:
+                lint([path])
+        assert sizes[False] < sizes[True], block
+
+
 def test_top_level_emits_axi_ports_and_lints(tmp_path):
     (path,) = emit(SMALL, tmp_path, blocks=["accelerator"])
     text = path.read_text()
