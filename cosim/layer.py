@@ -259,11 +259,11 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if isinstance(config, AccelConfig) and not dense and not config.skipping:
-        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
-                         f"run it in dense mode")
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
+    if not dense and not config.skipping:
+        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
+                         f"run it in dense mode")
     pes = config.pes if backend in ("array", "accelerator") else 1
     layer = LayerRows.for_config(config, spec.phase, x=spec.x, w=spec.w, dy=spec.dy,
                                  mask=spec.mask, stride=spec.stride, pad=spec.pad,

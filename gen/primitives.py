@@ -52,6 +52,11 @@ class RowTask:
     def empty(self):
         return not self.elements
 
+    def beats(self, per_beat):
+        """Operand beats of the streamed elements, ``per_beat`` to a beat (as
+        :meth:`Packer.beats` packs them)."""
+        return -(-len(self.elements) // per_beat)
+
 
 @dataclass
 class OutputRow:
@@ -93,8 +98,8 @@ class OutputRow:
         for task, issued in zip(self.tasks, self.issued_per_task):
             idle = not any(task.stationary) or (task.phase == "bp" and not any(task.mask))
             if task.present and (task.dense or not idle):
-                beats = -(-len(task.elements) // config.elements_per_beat)
-                cycles += max(1, beats, sum(-(-n // config.lanes) for n in issued))
+                cycles += max(1, task.beats(config.elements_per_beat),
+                              sum(-(-n // config.lanes) for n in issued))
             elif task.row_last:
                 cycles += 1     # the array makes it an empty task
         return cycles
@@ -407,8 +412,10 @@ class LayerRows:
         self.phase, self.x, self.w, self.dy, self.mask = phase, x, w, dy, mask
         self.stride, self.pad = stride, pad
         self.transposed = transposed
-        if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1:
-            raise ValueError(f"splits must be a positive int, not {splits!r}")
+        if isinstance(splits, bool) or not isinstance(splits, int):
+            raise TypeError(f"splits must be an int, not {splits!r}")
+        if splits < 1:
+            raise ValueError(f"splits must be at least 1, not {splits!r}")
         self.splits = splits
         if phase == "ff":
             n_len, c_len, h_len, w_len = x.shape
@@ -477,9 +484,10 @@ class LayerRows:
                     and 0 <= (h + pad - r) // stride < self.e_len], \
                 (self.mask[n, c, h] if self.mask is not None else None)
         k, c, block = key
-        first = block * self.kernel_rows
-        return [(self.dy[n, k, e], self.x[n, c, e * stride + r - pad], (r - first) * self.s_len)
-                for r in self._block_rows(block)
+        rows = self._block_rows(block)
+        return [(self.dy[n, k, e], self.x[n, c, e * stride + r - pad],
+                 (r - rows.start) * self.s_len)
+                for r in rows
                 for n in range(self.n_len) for e in range(self.e_len)
                 if 0 <= e * stride + r - pad < self.h_len], None
 
@@ -578,7 +586,7 @@ class LayerRows:
         for _, _, rows in self.groups(config, pes, dense=dense):
             for unit, row in enumerate(rows):
                 load[unit] += row.pe_cycles(config)
-            beats += sum(max(1, -(-len(tasks[0].elements) // config.elements_per_beat))
+            beats += sum(max(1, tasks[0].beats(config.elements_per_beat))
                          for tasks in zip(*(row.tasks for row in rows)))
         return max(max(load), beats)
 

@@ -108,10 +108,6 @@ class _RunBuilder:
         entry = tuple(distinct) + ((),) * (len(rows) - len(distinct))
         return entry, [distinct.index(row) for row in rows]
 
-    def _beats(self, elements):
-        """Operand beats of a streamed row (as :meth:`Packer.beats` packs it)."""
-        return -(-len(elements) // self.config.elements_per_beat)
-
     def _needs(self, rows):
         """New entries this group adds: (commands, stationary, masks, operand beats, outputs)."""
         stationary, masks, operands = set(), set(), {}
@@ -127,7 +123,7 @@ class _RunBuilder:
                     masks.add(key)
             elements = tasks[0].elements
             if elements and elements not in self.operands:
-                operands[elements] = self._beats(elements)
+                operands[elements] = tasks[0].beats(self.config.elements_per_beat)
         return (commands, len(stationary), len(masks), sum(operands.values()),
                 rows[0].out_len)
 
@@ -157,7 +153,7 @@ class _RunBuilder:
                 mask = self.masks.setdefault(entry, len(self.masks))
             address = beats = 0
             if first.elements:
-                beats = self._beats(first.elements)
+                beats = first.beats(self.config.elements_per_beat)
                 if first.elements not in self.operands:
                     self.operands[first.elements] = (self.operand_beats, first)
                     self.operand_beats += beats

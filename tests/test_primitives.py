@@ -86,6 +86,11 @@ def test_kernel_rows_checked():
         make_output_rows(SMALL, "ff", [], stride=1, pad=0, kernel=3, in_width=8, kernel_rows=2)
     with pytest.raises(ValueError, match="kernel_rows must be in 1..5"):
         make_output_rows(SMALL, "wg", [], stride=1, pad=0, kernel=3, in_width=8, kernel_rows=6)
+    x = np.ones((1, 1, 4, 4), int)
+    with pytest.raises(TypeError, match="splits must be an int, not 2.0"):
+        LayerRows("ff", x=x, w=np.ones((1, 1, 3, 3), int), stride=1, pad=1, splits=2.0)
+    with pytest.raises(ValueError, match="splits must be at least 1, not 0"):
+        LayerRows("ff", x=x, w=np.ones((1, 1, 3, 3), int), stride=1, pad=1, splits=0)
 
 
 def test_groups_balance_work_over_pes():
