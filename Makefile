@@ -13,7 +13,7 @@ CONFIG ?= default
 # Preset of the co-simulation regression (`make cosim`).
 COSIM_CONFIG ?= small
 
-.PHONY: setup verilog test cosim layer-speedup digits-accuracy pe-speedup clean distclean
+.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup clean distclean
 
 setup: $(STAMP)
 
@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml constraints.txt
 verilog: setup
 	$(PY) -m gen verilog --config $(CONFIG) --out build/rtl
 
+# Yosys synthesis per block into build/synth/report.md and report.json.
+synth: setup
+	$(PY) -m gen synth --config $(CONFIG) --out build/synth
+
 test: setup
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
 
 # The whole-layer co-simulation regression on the top level, with summary tables.
 cosim: setup

@@ -1,4 +1,4 @@
-"""Command line of the generators: ``python -m gen verilog``."""
+"""Command line of the generators: ``python -m gen verilog`` and ``python -m gen synth``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import argparse
 import time
 
 from hw.config import PRESETS, preset
-from pruning.cli import run_command
+from pruning.cli import positive_int, run_command
 
 from .verilog import BLOCKS, LINT_WAIVERS, emit, lint
+
+# The FPGA view flattens the whole accelerator; it runs by default only where
+# that takes minutes.
+FPGA_BY_DEFAULT = ("small",)
 
 
 def verilog(args):
@@ -24,6 +28,29 @@ def verilog(args):
     print(f"done in {time.perf_counter() - started:.1f} s")
 
 
+def synth(args):
+    from .synth import synthesize, write_report
+
+    config = preset(args.config)
+    fpga = args.config in FPGA_BY_DEFAULT if args.fpga is None else args.fpga
+    print(f"synthesizing the {config.name} preset with Yosys ({args.jobs} at a time"
+          f"{', with the ECP5 view' if fpga else ''}); the first Yosys call compiles it (~1 min)",
+          flush=True)
+    report = synthesize(config, args.out, jobs=args.jobs, fpga=fpga,
+                        progress=lambda line: print(line, flush=True))
+    command = f"python -m gen synth --config {args.config}" + (
+        "" if args.fpga is None else " --fpga" if args.fpga else " --no-fpga")
+    paths = write_report(report, args.out, command)
+    print(f"wrote {paths[0]} and {paths[1]} in {report['seconds']['total']:.0f} s")
+    for name in ("pe", "array", "top"):
+        block = report["blocks"][name]
+        print(f"  {name:6s} {block['cells']:>9,} cells {block['nand2_eq']:>13,.0f} NAND2 eq "
+              f"{block['sram_bits']:>10,} SRAM bits")
+    print(f"  sparse/dense area: PE {report['sparse_over_dense_pe_area']:.3f}, "
+          f"array {report['sparse_over_dense_array_area']:.3f}, "
+          f"accelerator {report['sparse_over_dense_accelerator_area']:.3f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,8 +60,17 @@ def main(argv=None):
     emit_parser.add_argument("--block", action="append", choices=sorted(BLOCKS),
                              help="block(s) to emit (default: all)")
     emit_parser.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
+    synth_parser = commands.add_parser(
+        "synth", help="Yosys synthesis per block: cells, transistors, NAND2 eq, SRAM bits")
+    synth_parser.add_argument("--config", default="default", choices=sorted(PRESETS))
+    synth_parser.add_argument("--out", default="build/synth")
+    synth_parser.add_argument("--jobs", type=positive_int, default=2,
+                              help="Yosys processes at once (default 2)")
+    synth_parser.add_argument("--fpga", action=argparse.BooleanOptionalAction, default=None,
+                              help="also synth_ecp5 the whole accelerator "
+                                   f"(default: on for {', '.join(FPGA_BY_DEFAULT)})")
     args = parser.parse_args(argv)
-    run_command({"verilog": verilog}[args.command], args)
+    run_command({"verilog": verilog, "synth": synth}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -43,13 +43,18 @@ def _array(config):
     return PEArray(config)
 
 
+def _controller(config):
+    from hw.controller import Controller
+    return Controller(config)
+
+
 def _top(config):
     from hw.top import Accelerator
     return Accelerator(config)
 
 
 # Top-level module name -> constructor.
-BLOCKS = {"sparse_pe": _pe, "pe_array": _array, "accelerator": _top}
+BLOCKS = {"sparse_pe": _pe, "pe_array": _array, "controller": _controller, "accelerator": _top}
 
 
 def emit(config, out_dir, blocks=None):

@@ -23,6 +23,15 @@ def test_emit_and_lint(tmp_path):
     lint([path])
 
 
+def test_controller_emits_and_lints(tmp_path):
+    (path,) = emit(SMALL, tmp_path, blocks=["controller"])
+    text = path.read_text()
+    assert "module controller" in text
+    for port in ("bundle__payload", "operand__payload", "array_idle"):
+        assert port in text
+    lint([path])
+
+
 def test_dense_only_build_drops_the_skipping_logic(tmp_path):
     """skipping=False builds a PE and an array without the zero tests; they lint,
     and their Verilog is smaller than the sparse-aware build's."""

@@ -1,0 +1,176 @@
+"""Yosys synthesis and the area report (gen/synth.py), on the small preset."""
+
+import json
+
+import pytest
+
+from gen.__main__ import main as gen_main
+from gen.synth import (BLOCK_NAMES, CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_MIN_WORDS,
+                       SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, _memories, cell_areas,
+                       synthesize, synthesize_block, write_report)
+from hw.buffer import OutputBuffer
+from hw.config import PRESETS
+from hw.top import Accelerator
+
+SMALL = PRESETS["small"]
+
+
+def test_every_library_cell_has_an_area_and_a_transistor_count():
+    areas = cell_areas()
+    assert set(areas) == set(CELL_TRANSISTORS)
+    assert areas[NAND2_CELL] == 0.798
+    assert areas["INV_X1"] < areas[NAND2_CELL] < areas["XOR2_X1"] < areas["DFF_X1"]
+
+
+def test_liberty_without_nand2_is_refused(tmp_path):
+    liberty = tmp_path / "cells.lib"
+    liberty.write_text(LIBERTY.read_text().replace("NAND2_X1", "NAND2_X2"))
+    with pytest.raises(ValueError, match="has no NAND2_X1 cell"):
+        cell_areas(liberty)
+
+
+def test_memory_dump_parsing():
+    dump = """
+module \\top
+  cell $mem_v2 $auto$mem.cc:1
+    parameter \\ABITS 6
+    parameter \\MEMID "\\\\queue.storage"
+    parameter \\SIZE 63
+    parameter \\WIDTH 45
+    connect \\CLK 1'0
+  end
+  cell $dff $x
+    parameter \\WIDTH 3
+  end
+end
+"""
+    assert _memories(dump) == [("queue.storage", 63, 45)]
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(config="small"), TypeError, "config must be an AccelConfig, not 'small'"),
+    (dict(jobs=0), ValueError, "jobs must be at least 1, not 0"),
+    (dict(jobs=1.5), TypeError, "jobs must be an int, not 1.5"),
+    (dict(fpga="yes"), TypeError, "fpga must be a bool, not 'yes'"),
+])
+def test_synthesize_checks_its_arguments(tmp_path, kwargs, error, message):
+    arguments = dict(config=SMALL, out_dir=tmp_path, jobs=1, fpga=False)
+    arguments.update(kwargs)
+    with pytest.raises(error, match=message):
+        synthesize(**arguments)
+
+
+def test_unknown_block_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="block must be one of pe, pe_dense, .*not 'gpu'"):
+        synthesize_block("gpu", SMALL, tmp_path)
+
+
+def test_synth_command_refuses_bad_jobs(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        gen_main(["synth", "--config", "small", "--out", str(tmp_path), "--jobs", "0"])
+    assert "must be a positive integer, not '0'" in capsys.readouterr().err
+
+
+# The report's tests share one synthesis: under `make test` (pytest-xdist,
+# --dist loadgroup) they all run on the worker that made it.
+synth_group = pytest.mark.xdist_group("synth")
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    """The whole report of the small preset, synthesized under /tmp (YoWASP's own
+    temporary folder shadows it unless the work folder is mounted explicitly)."""
+    out = tmp_path_factory.mktemp("synth")
+    report = synthesize(SMALL, out, jobs=2, fpga=True, progress=lambda line: None)
+    write_report(report, out, "pytest")
+    return report, out
+
+
+@synth_group
+def test_report_files_hold_every_block(small_report):
+    report, out = small_report
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))
+    for name in (*BLOCK_NAMES, "top_dense"):
+        block = on_disk["blocks"][name]
+        for key in ("cells", "transistors", "nand2_eq", "sram_bits"):
+            assert key in block and key in block["own"], (name, key)
+        assert block["cells"] > 0
+    assert "sparse_over_dense_pe_area" in on_disk and "sram_bits" in on_disk
+    markdown = (out / "report.md").read_text()
+    assert "| PE (sparse-aware) |" in markdown and "What sparsity costs" in markdown
+
+
+@synth_group
+def test_figures_follow_from_the_cell_counts(small_report):
+    """Transistors and gate equivalents are the cell counts times the tables."""
+    report, _ = small_report
+    areas = cell_areas()
+    for name, block in report["blocks"].items():
+        counts = block["cell_counts"]
+        assert sum(counts.values()) == block["cells"], name
+        assert counts.get("DFF_X1", 0) == block["flip_flops"], name
+        logic = sum(areas[cell] * count for cell, count in counts.items())
+        assert block["logic_um2"] == pytest.approx(logic, abs=0.1)
+        sram = block["sram_bits"] * SRAM_UM2_PER_BIT
+        assert block["nand2_eq"] == pytest.approx((logic + sram) / areas[NAND2_CELL], abs=0.1)
+        assert block["transistors"] == (
+            sum(CELL_TRANSISTORS[cell] * count for cell, count in counts.items())
+            + SRAM_TRANSISTORS_PER_BIT * block["sram_bits"])
+
+
+@synth_group
+def test_hierarchy_totals(small_report):
+    """The array counts its PEs, the top level its array and controller."""
+    report, _ = small_report
+    blocks = report["blocks"]
+    pes = SMALL.pes
+    for array, pe in (("array", "pe"), ("array_dense", "pe_dense")):
+        assert blocks[array]["cells"] == blocks[array]["own"]["cells"] + pes * blocks[pe]["cells"]
+    assert blocks["top"]["cells"] == (blocks["top"]["own"]["cells"] + blocks["array"]["cells"]
+                                      + blocks["controller"]["cells"])
+    assert report["sram_bits"] == blocks["top"]["sram_bits"]
+
+
+@synth_group
+def test_sram_bits_are_the_buffers_the_hardware_declares(small_report):
+    """Yosys keeps the load buffers and output banks as memories of exactly the
+    size the hardware declares; the array's queues are memories too."""
+    report, _ = small_report
+    top = Accelerator(SMALL)
+    declared = sum(buffer.bits for buffer in top.buffers().values()) + OutputBuffer(SMALL).bits
+    assert report["blocks"]["top"]["own"]["sram_bits"] == declared
+    queues = report["memories"]["array"]
+    assert len(queues) == 2 * SMALL.pes + 1      # task and beat queue per PE, routing
+    assert all(memory["words"] >= SRAM_MIN_WORDS for memory in queues)
+    # The PE's element queue is shallower than an SRAM macro: flip-flops.
+    assert report["blocks"]["pe"]["sram_bits"] == 0
+
+
+@synth_group
+def test_skipping_logic_costs_area(small_report):
+    """The dense-only PE and array are smaller; the report's ratios say by how much."""
+    report, _ = small_report
+    blocks = report["blocks"]
+    assert blocks["pe"]["area_um2"] > blocks["pe_dense"]["area_um2"]
+    assert report["sparse_over_dense_pe_area"] == pytest.approx(
+        blocks["pe"]["area_um2"] / blocks["pe_dense"]["area_um2"], abs=1e-3)
+    assert report["sparse_over_dense_pe_area"] > 1
+    assert blocks["array"]["own"]["cells"] > blocks["array_dense"]["own"]["cells"]
+    assert report["sparse_over_dense_array_area"] > 1
+
+
+@synth_group
+def test_fpga_view(small_report):
+    """ECP5 resources add up like the ASIC view; every PE lane has its multiplier
+    in a DSP and the buffers are block RAMs."""
+    report, out = small_report
+    fpga = report["fpga"]["blocks"]
+    for key in ("luts", "flip_flops", "dsps", "block_rams"):
+        assert fpga["array"][key] == fpga["array"]["own"][key] + SMALL.pes * fpga["pe"][key]
+        assert fpga["top"][key] == (fpga["top"]["own"][key] + fpga["array"][key]
+                                    + fpga["controller"][key])
+    assert fpga["pe"]["dsps"] >= SMALL.lanes
+    assert fpga["top"]["own"]["block_rams"] > 0
+    assert fpga["pe"]["luts"] > 1000
+    assert "## FPGA view: Lattice ECP5" in (out / "report.md").read_text()
