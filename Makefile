@@ -32,7 +32,7 @@ synth: setup
 	$(PY) -m gen synth --config $(CONFIG) --out build/synth
 
 test: setup
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests
+	$(PY) -m pytest -n $(JOBS) tests
 
 # The whole-layer co-simulation regression on the top level, with summary tables.
 cosim: setup

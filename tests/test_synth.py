@@ -71,24 +71,19 @@ def test_synth_command_refuses_bad_jobs(tmp_path, capsys):
     assert "must be a positive integer, not '0'" in capsys.readouterr().err
 
 
-# The report's tests share one synthesis: under `make test` (pytest-xdist,
-# --dist loadgroup) they all run on the worker that made it.
-synth_group = pytest.mark.xdist_group("synth")
+def test_small_preset_report(tmp_path):
+    """The whole report of the small preset, ASIC and FPGA views, synthesized under
+    /tmp (YoWASP's own temporary folder shadows it unless the work folder is
+    mounted explicitly). One test, so that one pytest worker synthesizes once."""
+    report = synthesize(SMALL, tmp_path, jobs=2, fpga=True, progress=lambda line: None)
+    write_report(report, tmp_path, "pytest")
+    for check in (_check_report_files_hold_every_block, _check_figures_follow_from_the_cell_counts,
+                  _check_hierarchy_totals, _check_sram_bits_are_the_buffers_the_hardware_declares,
+                  _check_skipping_logic_costs_area, _check_fpga_view):
+        check(report, tmp_path)
 
 
-@pytest.fixture(scope="module")
-def small_report(tmp_path_factory):
-    """The whole report of the small preset, synthesized under /tmp (YoWASP's own
-    temporary folder shadows it unless the work folder is mounted explicitly)."""
-    out = tmp_path_factory.mktemp("synth")
-    report = synthesize(SMALL, out, jobs=2, fpga=True, progress=lambda line: None)
-    write_report(report, out, "pytest")
-    return report, out
-
-
-@synth_group
-def test_report_files_hold_every_block(small_report):
-    report, out = small_report
+def _check_report_files_hold_every_block(report, out):
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     for name in (*BLOCK_NAMES, "top_dense"):
@@ -101,10 +96,8 @@ def test_report_files_hold_every_block(small_report):
     assert "| PE (sparse-aware) |" in markdown and "What sparsity costs" in markdown
 
 
-@synth_group
-def test_figures_follow_from_the_cell_counts(small_report):
+def _check_figures_follow_from_the_cell_counts(report, out):
     """Transistors and gate equivalents are the cell counts times the tables."""
-    report, _ = small_report
     areas = cell_areas()
     for name, block in report["blocks"].items():
         counts = block["cell_counts"]
@@ -119,10 +112,8 @@ def test_figures_follow_from_the_cell_counts(small_report):
             + SRAM_TRANSISTORS_PER_BIT * block["sram_bits"])
 
 
-@synth_group
-def test_hierarchy_totals(small_report):
+def _check_hierarchy_totals(report, out):
     """The array counts its PEs, the top level its array and controller."""
-    report, _ = small_report
     blocks = report["blocks"]
     pes = SMALL.pes
     for array, pe in (("array", "pe"), ("array_dense", "pe_dense")):
@@ -132,11 +123,9 @@ def test_hierarchy_totals(small_report):
     assert report["sram_bits"] == blocks["top"]["sram_bits"]
 
 
-@synth_group
-def test_sram_bits_are_the_buffers_the_hardware_declares(small_report):
+def _check_sram_bits_are_the_buffers_the_hardware_declares(report, out):
     """Yosys keeps the load buffers and output banks as memories of exactly the
     size the hardware declares; the array's queues are memories too."""
-    report, _ = small_report
     top = Accelerator(SMALL)
     declared = sum(buffer.bits for buffer in top.buffers().values()) + OutputBuffer(SMALL).bits
     assert report["blocks"]["top"]["own"]["sram_bits"] == declared
@@ -147,10 +136,8 @@ def test_sram_bits_are_the_buffers_the_hardware_declares(small_report):
     assert report["blocks"]["pe"]["sram_bits"] == 0
 
 
-@synth_group
-def test_skipping_logic_costs_area(small_report):
+def _check_skipping_logic_costs_area(report, out):
     """The dense-only PE and array are smaller; the report's ratios say by how much."""
-    report, _ = small_report
     blocks = report["blocks"]
     assert blocks["pe"]["area_um2"] > blocks["pe_dense"]["area_um2"]
     assert report["sparse_over_dense_pe_area"] == pytest.approx(
@@ -160,11 +147,9 @@ def test_skipping_logic_costs_area(small_report):
     assert report["sparse_over_dense_array_area"] > 1
 
 
-@synth_group
-def test_fpga_view(small_report):
+def _check_fpga_view(report, out):
     """ECP5 resources add up like the ASIC view; every PE lane has its multiplier
     in a DSP and the buffers are block RAMs."""
-    report, out = small_report
     fpga = report["fpga"]["blocks"]
     for key in ("luts", "flip_flops", "dsps", "block_rams"):
         assert fpga["array"][key] == fpga["array"]["own"][key] + SMALL.pes * fpga["pe"][key]
