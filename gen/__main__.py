@@ -1,4 +1,4 @@
-"""Command line of the generators: ``python -m gen verilog`` and ``python -m gen synth``."""
+"""Command line of the generators: ``python -m gen verilog|synth|layers``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,28 @@ def synth(args):
           f"accelerator {report['sparse_over_dense_accelerator_area']:.3f}")
 
 
+def layers(args):
+    from pruning.models import build_model
+
+    from .compiler import extract_layers
+
+    model, shape = build_model(args.model)
+    network = extract_layers(model, shape)
+    print(f"{args.model}: input {shape[0]}x{shape[1]}x{shape[2]}, {len(network)} layers")
+    print(f"{'layer':24s} {'kind':6s} {'C':>5s} {'K':>5s} {'RxS':>5s} {'U':>2s} {'P':>2s} "
+          f"{'input':>7s} {'output':>7s} {'x from':6s} {'BN':>3s} {'ReLU':>4s} {'phases':10s} "
+          f"{'MACs':>13s}")
+    for layer in network:
+        kernel = "x".join(map(str, layer.kernel_hw))
+        print(f"{layer.name:24s} {layer.kind:6s} {layer.in_channels:5d} {layer.out_channels:5d} "
+              f"{kernel:>5s} {layer.stride:2d} {layer.pad:2d} "
+              f"{'x'.join(map(str, layer.input_hw)):>7s} {'x'.join(map(str, layer.output_hw)):>7s} "
+              f"{layer.x_source:6s} {'yes' if layer.batch_norm_after else 'no':>3s} "
+              f"{'yes' if layer.relu_after else 'no':>4s} {','.join(layer.phases):10s} "
+              f"{layer.macs:13,d}")
+    print(f"total MACs per image in FF: {sum(layer.macs for layer in network):,}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -69,8 +91,12 @@ def main(argv=None):
     synth_parser.add_argument("--fpga", action=argparse.BooleanOptionalAction, default=None,
                               help="also synth_ecp5 the whole accelerator "
                                    f"(default: on for {', '.join(FPGA_BY_DEFAULT)})")
+    from pruning.models import MODELS
+    layers_parser = commands.add_parser(
+        "layers", help="the conv and linear layers of a network as the accelerator runs them")
+    layers_parser.add_argument("--model", default="alexnet", choices=sorted(MODELS))
     args = parser.parse_args(argv)
-    run_command({"verilog": verilog, "synth": synth}[args.command], args)
+    run_command({"verilog": verilog, "synth": synth, "layers": layers}[args.command], args)
 
 
 if __name__ == "__main__":
