@@ -100,9 +100,9 @@ def extract_layers(model, input_shape):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, not {model!r}")
     input_shape = _check_input_shape(input_shape)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            _conv_geometry(name, module)
+    # (stride, pad) of each conv; a conv the hardware cannot run is refused here.
+    geometry = {name: _conv_geometry(name, module) for name, module in model.named_modules()
+                if isinstance(module, nn.Conv2d)}
     # A copy on the meta device: shapes without arithmetic, and the caller's
     # model (batch-norm statistics included) is left as it was.
     model = copy.deepcopy(model).to("meta")
@@ -161,18 +161,17 @@ def extract_layers(model, input_shape):
         after = norms[0][3] if norms else y
         relu_after = bool(followed_by(after, nn.ReLU))
         if isinstance(module, nn.Conv2d):
-            stride, pad = _conv_geometry(name, module)
-            layers.append(NetworkLayer(
-                name=name, kind="conv", in_channels=module.in_channels,
-                out_channels=module.out_channels, kernel_hw=tuple(module.kernel_size),
-                stride=stride, pad=pad, input_hw=tuple(x.shape[2:]), output_hw=tuple(y.shape[2:]),
-                x_source=source_of(x), batch_norm_after=bool(norms), relu_after=relu_after))
+            stride, pad = geometry[name]
+            fields = dict(kind="conv", in_channels=module.in_channels,
+                          out_channels=module.out_channels, kernel_hw=tuple(module.kernel_size),
+                          stride=stride, pad=pad, input_hw=tuple(x.shape[2:]),
+                          output_hw=tuple(y.shape[2:]))
         else:
-            layers.append(NetworkLayer(
-                name=name, kind="linear", in_channels=module.in_features,
-                out_channels=module.out_features, kernel_hw=(1, 1), stride=1, pad=0,
-                input_hw=(1, 1), output_hw=(1, 1), x_source=source_of(x),
-                batch_norm_after=bool(norms), relu_after=relu_after))
+            fields = dict(kind="linear", in_channels=module.in_features,
+                          out_channels=module.out_features, kernel_hw=(1, 1), stride=1, pad=0,
+                          input_hw=(1, 1), output_hw=(1, 1))
+        layers.append(NetworkLayer(name=name, **fields, x_source=source_of(x),
+                                   batch_norm_after=bool(norms), relu_after=relu_after))
     if not layers:
         raise ValueError("the model has no Conv2d or Linear layer")
     return layers

@@ -176,12 +176,44 @@ def _block_spec(name, config):
     raise ValueError(f"block must be one of {', '.join(BLOCK_NAMES)}, not {name!r}")
 
 
-def _asic_script(top, blackboxes, liberty):
+def _children(name, config):
+    """``{child block: (instances, black-box module names)}`` of block ``name``'s total.
+
+    ``top_dense`` is the top level around the dense-only array: `skipping`
+    changes only the PE and the array (hw/window.py, hw/array.py).
+    """
+    if name in ("array", "array_dense"):
+        pe = "pe" if name == "array" else "pe_dense"
+        return {pe: [f"pe_array.pe_{n}" for n in range(config.pes)]}
+    if name in ("top", "top_dense"):
+        array = "array" if name == "top" else "array_dense"
+        return {array: ["accelerator.array"], "controller": ["accelerator.controller"]}
+    return {}
+
+
+def _totals(own, boxes, config):
+    """Each block's own figures plus its children's totals, blocks in ``own``'s order.
+
+    ``own`` maps a block to anything that adds and multiplies by an int
+    (:class:`BlockArea`, :class:`_Resources`); ``boxes`` to the black-box
+    instances its synthesis found, checked against what the hierarchy expects.
+    """
+    totals = {}
+    for name, figures in own.items():
+        children = _children(name, config)
+        expected = {module: 1 for modules in children.values() for module in modules}
+        found = boxes[name.replace("top_dense", "top")]
+        if found != expected:
+            raise RuntimeError(f"{name}: expected black boxes {expected}, synthesis found {found}")
+        for child, modules in children.items():
+            figures = figures + totals[child] * len(modules)
+        totals[name] = figures
+    return totals
+
+
+def _asic_script(top, liberty):
     kept = f"t:$mem_v2 r:WR_PORTS>0 %i r:SIZE>={SRAM_MIN_WORDS} %i"
-    lines = ["read_rtlil /synth/design.il"]
-    lines += [f"blackbox {pattern}" for pattern in blackboxes]
-    lines += [
-        f"hierarchy -top {top}",
+    return [
         f"synth -top {top} -flatten -run begin:fine",
         # The memories that stay SRAM macros, before the rest become gates.
         f"tee -q -o /synth/memories.il dump {kept}",
@@ -194,7 +226,10 @@ def _asic_script(top, blackboxes, liberty):
         "opt_clean -purge",
         f"tee -q -o /synth/stat.json stat -json -liberty {liberty}",
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _ecp5_script(top):
+    return [f"synth_ecp5 -top {top}", "tee -q -o /synth/stat.json stat -json"]
 
 
 def _run_yosys(script, work_dir, log_name):
@@ -238,10 +273,8 @@ def _memories(dump_text):
     return found
 
 
-def _area_from_stat(stat, memories, areas):
-    """Own :class:`BlockArea` of the top module of a ``stat -json`` and the black boxes it holds."""
-    (module,) = stat["modules"].values()
-    cells = module["num_cells_by_type"]
+def _area_from_cells(cells, memories, areas):
+    """Own :class:`BlockArea` of a block from its cell counts by type and its SRAM macros."""
     boxes = _boxes(cells)
     counts = {}
     for cell, count in cells.items():
@@ -252,31 +285,42 @@ def _area_from_stat(stat, memories, areas):
     unknown = sorted(set(counts) - set(CELL_TRANSISTORS))
     if unknown:
         raise ValueError(f"no transistor count for cell(s) {', '.join(unknown)}")
-    area = BlockArea(
+    return BlockArea(
         cells=sum(counts.values()),
         flip_flops=sum(count for cell, count in counts.items() if cell.startswith("DFF")),
         logic_um2=sum(areas[cell] * count for cell, count in counts.items()),
         logic_transistors=sum(CELL_TRANSISTORS[cell] * count for cell, count in counts.items()),
         sram_bits=sum(words * width for _, words, width in memories),
         sram_macros=len(memories), cell_counts=counts)
-    return area, boxes
-
-
-def _write_design(name, config, work_dir):
-    """Elaborate block ``name`` into ``work_dir/design.il``; returns (top, black boxes)."""
-    from amaranth.back import rtlil
-
-    block_config, top, blackboxes = _block_spec(name, config)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    text = rtlil.convert(BLOCKS[top](block_config), name=top, emit_src=False)
-    (work_dir / "design.il").write_text(text)
-    return top, blackboxes
 
 
 def _boxes(cells):
     """Instances of black-boxed modules among a ``stat -json`` module's cell types."""
     return {cell.lstrip("\\"): count for cell, count in cells.items()
             if not cell.startswith("$") and "." in cell}
+
+
+def _synthesize(name, config, work_dir, script):
+    """Elaborate block ``name``, run ``script(top)`` (Yosys commands) on it.
+
+    Returns the cell counts of its top module, by type, and the seconds spent.
+    """
+    from amaranth.back import rtlil
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    block_config, top, blackboxes = _block_spec(name, config)
+    text = rtlil.convert(BLOCKS[top](block_config), name=top, emit_src=False)
+    (work_dir / "design.il").write_text(text)
+    elaborated = time.perf_counter()
+    lines = ["read_rtlil /synth/design.il", *(f"blackbox {pattern}" for pattern in blackboxes),
+             f"hierarchy -top {top}", *script(top)]
+    _run_yosys("\n".join(lines) + "\n", work_dir, "yosys.log")
+    stat = json.loads((work_dir / "stat.json").read_text())
+    (module,) = stat["modules"].values()
+    return module["num_cells_by_type"], {"elaborate": elaborated - started,
+                                         "yosys": time.perf_counter() - elaborated}
 
 
 def synthesize_block(name, config, work_dir):
@@ -286,17 +330,11 @@ def synthesize_block(name, config, work_dir):
     kept as SRAM macros, the black-box instances it holds and the seconds
     spent.
     """
-    work_dir = Path(work_dir)
-    started = time.perf_counter()
-    top, blackboxes = _write_design(name, config, work_dir)
-    elaborated = time.perf_counter()
-    _run_yosys(_asic_script(top, blackboxes, f"/lib/{LIBERTY.name}"), work_dir, "yosys.log")
-    stat = json.loads((work_dir / "stat.json").read_text())
-    memories = _memories((work_dir / "memories.il").read_text())
-    area, boxes = _area_from_stat(stat, memories, cell_areas())
-    return {"area": area, "memories": memories, "boxes": boxes,
-            "seconds": {"elaborate": elaborated - started,
-                        "yosys": time.perf_counter() - elaborated}}
+    cells, seconds = _synthesize(name, config, work_dir,
+                                 lambda top: _asic_script(top, f"/lib/{LIBERTY.name}"))
+    memories = _memories((Path(work_dir) / "memories.il").read_text())
+    return {"area": _area_from_cells(cells, memories, cell_areas()), "memories": memories,
+            "boxes": _boxes(cells), "seconds": seconds}
 
 
 # -- the FPGA view --------------------------------------------------------------
@@ -311,34 +349,22 @@ FPGA_RESOURCES = {
 FPGA_BLOCK_NAMES = ("pe", "array", "controller", "top")
 
 
+class _Resources(dict):
+    """FPGA resource counts by kind, which add up and scale like :class:`BlockArea`."""
+
+    def __add__(self, other):
+        return _Resources({key: self.get(key, 0) + other.get(key, 0)
+                           for key in {**self, **other}})
+
+    def __mul__(self, times):
+        return _Resources({key: count * times for key, count in self.items()})
+
+
 def synthesize_fpga_block(name, config, work_dir):
     """``synth_ecp5`` of one block; returns its own resource counts and black boxes."""
-    work_dir = Path(work_dir)
-    started = time.perf_counter()
-    top, blackboxes = _write_design(name, config, work_dir)
-    elaborated = time.perf_counter()
-    script = "\n".join(["read_rtlil /synth/design.il",
-                        *(f"blackbox {pattern}" for pattern in blackboxes),
-                        f"hierarchy -top {top}",
-                        f"synth_ecp5 -top {top}",
-                        "tee -q -o /synth/stat.json stat -json"]) + "\n"
-    _run_yosys(script, work_dir, "yosys.log")
-    stat = json.loads((work_dir / "stat.json").read_text())
-    (module,) = stat["modules"].values()
-    cells = module["num_cells_by_type"]
-    resources = {key: cells.get(cell, 0) for cell, key in FPGA_RESOURCES.items()}
-    return {"resources": resources, "boxes": _boxes(cells),
-            "seconds": {"elaborate": elaborated - started,
-                        "yosys": time.perf_counter() - elaborated}}
-
-
-def _add(*parts):
-    """Sum of resource dicts, each given as (dict, times)."""
-    total = {}
-    for resources, times in parts:
-        for key, count in resources.items():
-            total[key] = total.get(key, 0) + count * times
-    return total
+    cells, seconds = _synthesize(name, config, work_dir, _ecp5_script)
+    resources = _Resources({key: cells.get(cell, 0) for cell, key in FPGA_RESOURCES.items()})
+    return {"resources": resources, "boxes": _boxes(cells), "seconds": seconds}
 
 
 # -- the whole run ----------------------------------------------------------------
@@ -347,11 +373,6 @@ def _job(name, config, work_dir):
     if name.startswith("fpga_"):
         return synthesize_fpga_block(name[len("fpga_"):], config, work_dir)
     return synthesize_block(name, config, work_dir)
-
-
-def _check_boxes(block, boxes, expected):
-    if boxes != expected:
-        raise RuntimeError(f"{block}: expected black boxes {expected}, synthesis found {boxes}")
 
 
 def synthesize(config, out_dir, *, jobs=2, fpga=False, progress=print):
@@ -366,8 +387,8 @@ def synthesize(config, out_dir, *, jobs=2, fpga=False, progress=print):
     jobs : int
         Yosys processes run at once.
     fpga : bool
-        Also run ``synth_ecp5`` on the whole accelerator (minutes on the
-        small preset, far longer on larger ones).
+        Also run ``synth_ecp5`` on the sparse-aware blocks (minutes on the
+        small preset, longer on larger ones).
     progress : callable
         Called with one line of text as each block finishes.
     """
@@ -406,42 +427,19 @@ def synthesize(config, out_dir, *, jobs=2, fpga=False, progress=print):
 
 def _fpga_report(config, results):
     own = {name: results[f"fpga_{name}"]["resources"] for name in FPGA_BLOCK_NAMES}
-    _check_boxes("fpga_array", results["fpga_array"]["boxes"],
-                 {f"pe_array.pe_{n}": 1 for n in range(config.pes)})
-    _check_boxes("fpga_top", results["fpga_top"]["boxes"],
-                 {"accelerator.array": 1, "accelerator.controller": 1})
-    totals = {"pe": own["pe"], "controller": own["controller"],
-              "array": _add((own["array"], 1), (own["pe"], config.pes))}
-    totals["top"] = _add((own["top"], 1), (totals["array"], 1), (totals["controller"], 1))
+    boxes = {name: results[f"fpga_{name}"]["boxes"] for name in FPGA_BLOCK_NAMES}
+    totals = _totals(own, boxes, config)
     return {"device": "Lattice ECP5 (synth_ecp5)",
             "blocks": {name: {**totals[name], "own": own[name]} for name in FPGA_BLOCK_NAMES}}
 
 
 def _report(config, results, fpga, seconds):
     nand2_um2 = cell_areas()[NAND2_CELL]
-    area = {name: results[name]["area"] for name in BLOCK_NAMES}
-    _check_boxes("array", results["array"]["boxes"],
-                 {f"pe_array.pe_{n}": 1 for n in range(config.pes)})
-    _check_boxes("array_dense", results["array_dense"]["boxes"],
-                 {f"pe_array.pe_{n}": 1 for n in range(config.pes)})
-    _check_boxes("top", results["top"]["boxes"],
-                 {"accelerator.array": 1, "accelerator.controller": 1})
-    totals = {
-        "pe": area["pe"],
-        "pe_dense": area["pe_dense"],
-        "array": area["array"] + area["pe"] * config.pes,
-        "array_dense": area["array_dense"] + area["pe_dense"] * config.pes,
-        "controller": area["controller"],
-    }
-    totals["top"] = area["top"] + totals["array"] + totals["controller"]
-    # `skipping` changes only the PE and the array (hw/window.py, hw/array.py),
-    # so the dense-only accelerator is the same top level around the dense array.
-    totals["top_dense"] = area["top"] + totals["array_dense"] + totals["controller"]
-    blocks = {}
-    for name, total in totals.items():
-        blocks[name] = total.to_dict(nand2_um2)
-        own = area.get(name, area["top"] if name == "top_dense" else None)
-        blocks[name]["own"] = own.to_dict(nand2_um2)
+    own = {name: results[name]["area"] for name in BLOCK_NAMES}
+    own["top_dense"] = own["top"]
+    totals = _totals(own, {name: results[name]["boxes"] for name in BLOCK_NAMES}, config)
+    blocks = {name: {**total.to_dict(nand2_um2), "own": own[name].to_dict(nand2_um2)}
+              for name, total in totals.items()}
     memories = {name: [{"name": memory, "words": words, "width": width}
                        for memory, words, width in results[name]["memories"]]
                 for name in BLOCK_NAMES if results[name]["memories"]}

@@ -159,3 +159,21 @@ def _check_fpga_view(report, out):
     assert fpga["top"]["own"]["block_rams"] > 0
     assert fpga["pe"]["luts"] > 1000
     assert "## FPGA view: Lattice ECP5" in (out / "report.md").read_text()
+
+
+def test_totals_add_children_and_check_black_boxes():
+    """Totals roll the hierarchy up (array = own + pes x PE, top = own + array +
+    controller); a black box synthesis did not find as expected is an error."""
+    from gen.synth import _Resources, _totals
+
+    own = {name: _Resources(luts=luts) for name, luts in
+           (("pe", 100), ("array", 10), ("controller", 5), ("top", 1))}
+    boxes = {"pe": {}, "controller": {},
+             "array": {f"pe_array.pe_{n}": 1 for n in range(SMALL.pes)},
+             "top": {"accelerator.array": 1, "accelerator.controller": 1}}
+    totals = _totals(own, boxes, SMALL)
+    assert totals["array"] == {"luts": 10 + SMALL.pes * 100}
+    assert totals["top"] == {"luts": 1 + 10 + SMALL.pes * 100 + 5}
+    boxes["array"] = {"pe_array.pe_0": 1}
+    with pytest.raises(RuntimeError, match="array: expected black boxes"):
+        _totals(own, boxes, SMALL)
