@@ -13,27 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from gen.layer import add_layer_arguments, load_operands
 from hw.config import PRESETS, preset
 
 from .layer import BACKENDS
 from pruning.cli import positive_int, rate, run_command
 
 
-def _load(path, name):
-    if path is None:
-        return None
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"cannot read --{name} {path}: {error}") from None
-    return array
-
-
 def layer(args):
     from .layer import run_layer
 
     config = preset(args.config)
-    operands = {name: _load(getattr(args, name), name) for name in ("x", "w", "dy", "mask")}
+    operands = load_operands(args)
     # x only gives BP its input size; the layer never reads its values there.
     output, stats = run_layer(config, args.phase, **operands, stride=args.stride, pad=args.pad,
                               kernel=args.kernel, dense=args.dense, simulator=args.sim,
@@ -47,10 +38,15 @@ def layer(args):
           f"{stats['dense_macs']} dense MACs on {stats['pes']} PE(s), "
           f"PE utilization {stats['pe_utilization']:.2f} "
           f"-> {args.stats}")
+    if "model_cycles" in stats:
+        print(f"the cycle model predicts {stats['model_cycles']} cycles "
+              f"({100 * (stats['model_cycles'] / max(stats['cycles'], 1) - 1):+.2f}%)")
 
 
 def regression(args):
-    from .regression import format_table, run_regression
+    from gen.cycles import TOLERANCE
+
+    from .regression import format_table, model_misses, run_regression
 
     config = preset(args.config)
     results = run_regression(config, quick=args.quick, simulator=args.sim)
@@ -60,6 +56,12 @@ def regression(args):
     print(format_table(results))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    misses = model_misses(results)
+    if misses:
+        raise RuntimeError(f"the cycle model is off by more than {100 * TOLERANCE:g}% on "
+                           f"{len(misses)} case(s): " + "; ".join(misses))
+    print(f"\nthe cycle model is within {100 * TOLERANCE:g}% of the RTL on every case "
+          f"(worst {100 * max(e['model_error'] for e in results):.2f}%)")
 
 
 def layer_speedup(args):
@@ -103,19 +105,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("layer", help="run one layer phase on the RTL (bit-exact)")
-    run.add_argument("--phase", required=True, choices=["ff", "bp", "wg"])
-    run.add_argument("--x", help="input activations (N, C, H, W), integer .npy")
-    run.add_argument("--w", help="weights (K, C, R, S), integer .npy")
-    run.add_argument("--dy", help="output gradient (N, K, E, F), integer .npy")
-    run.add_argument("--mask", help="BP output mask, shape of x; nonzero = compute")
-    run.add_argument("--stride", type=positive_int, required=True)
-    run.add_argument("--pad", type=int, required=True)
-    run.add_argument("--kernel", type=positive_int, nargs=2, metavar=("R", "S"),
-                     help="kernel size (WG without --w)")
+    add_layer_arguments(run)
     run.add_argument("--out", required=True, help="result .npy (int64)")
-    run.add_argument("--stats", required=True, help="statistics .json")
-    run.add_argument("--config", default="default", choices=sorted(PRESETS))
-    run.add_argument("--dense", action="store_true", help="dense mode: the baseline")
     run.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     run.add_argument("--backend", choices=list(BACKENDS), default="accelerator",
                      help="the top level with buffers, controller and AXI ports (default), "

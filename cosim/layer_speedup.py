@@ -14,7 +14,8 @@ import sys
 
 from .layer import run_layer
 
-__all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table", "ratio"]
+__all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table", "ratio",
+           "model_error"]
 
 
 def phase_operands(phase, *, x, w, dy, mask):
@@ -43,6 +44,10 @@ def compare_modes(config, phase, operands, **options):
         "sparse_utilization": sparse_stats["pe_utilization"],
         "pes": sparse_stats["pes"], "runs": sparse_stats.get("runs"),
     }
+    if "model_cycles" in sparse_stats:     # the top level: what the cycle model predicts
+        entry["model_dense_cycles"] = dense_stats["model_cycles"]
+        entry["model_sparse_cycles"] = sparse_stats["model_cycles"]
+        entry["model_error"] = max(model_error(dense_stats), model_error(sparse_stats))
     # No effectual MAC at all: sparse mode sends nothing, and neither ratio exists.
     nothing = entry["sparse_cycles"] == 0 or entry["effectual_macs"] == 0
     entry["measured_speedup"] = None if nothing else \
@@ -51,6 +56,14 @@ def compare_modes(config, phase, operands, **options):
     entry["fraction_of_ideal"] = None if nothing else \
         entry["measured_speedup"] / entry["ideal_speedup"]
     return entry
+
+
+def model_error(stats):
+    """Relative error of the cycle model's prediction against the RTL's cycles (0 when
+    both are 0: nothing ran)."""
+    if stats["cycles"] == 0:
+        return 0.0 if stats["model_cycles"] == 0 else float("inf")
+    return abs(stats["model_cycles"] - stats["cycles"]) / stats["cycles"]
 
 
 def ratio(value, unit="x", scale=1):

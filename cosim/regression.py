@@ -10,7 +10,10 @@ kernels, stride 2 with odd sizes, rows and layers that need tiling) and
 random AXI backpressure and idle cycles on both streams.
 
 :func:`format_table` prints a summary line per case: dense and sparse
-cycles, measured and ideal speedup, PE utilization in both modes.
+cycles, measured and ideal speedup, PE utilization in both modes, and the
+cycles the cycle model (:mod:`gen.cycles`) predicts for the same programs,
+which must be within :data:`gen.cycles.TOLERANCE` of the RTL's
+(:func:`model_misses` lists the cases that are not).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from gen.program import Capacity
 
 from .layer_speedup import compare_modes, phase_operands, ratio
 
-__all__ = ["Case", "cases", "run_case", "run_regression", "format_table"]
+__all__ = ["Case", "cases", "run_case", "run_regression", "format_table", "model_misses"]
 
 
 @dataclass
@@ -137,13 +140,25 @@ def run_regression(config, *, quick=False, simulator=None, progress=True):
     return results
 
 
+def model_misses(results):
+    """The cases whose cycle-model prediction is off the RTL by more than the tolerance."""
+    from gen.cycles import TOLERANCE
+
+    return [f"{e['case']} {e['phase']}: RTL dense/sparse {e['dense_cycles']}/"
+            f"{e['sparse_cycles']}, model {e['model_dense_cycles']}/{e['model_sparse_cycles']}"
+            for e in results if e["model_error"] > TOLERANCE]
+
+
 def format_table(results):
     lines = ["| case | phase | runs | dense cycles | sparse cycles | measured speedup | "
-             "ideal speedup | utilization dense | utilization sparse | bit-exact |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "ideal speedup | utilization dense | utilization sparse | model dense | "
+             "model sparse | model error | bit-exact |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in results:
         lines.append(
             f"| {e['case']} | {e['phase'].upper()} | {e['runs']} | {e['dense_cycles']} | "
             f"{e['sparse_cycles']} | {ratio(e['measured_speedup'])} | {ratio(e['ideal_speedup'])} | "
-            f"{100 * e['dense_utilization']:.1f}% | {100 * e['sparse_utilization']:.1f}% | yes |")
+            f"{100 * e['dense_utilization']:.1f}% | {100 * e['sparse_utilization']:.1f}% | "
+            f"{e['model_dense_cycles']} | {e['model_sparse_cycles']} | "
+            f"{100 * e['model_error']:.2f}% | yes |")
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Command line of the generators: ``python -m gen verilog|synth|layers``."""
+"""Command line of the generators: ``python -m gen verilog|synth|layers|estimate``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from hw.config import PRESETS, preset
 from pruning.cli import positive_int, run_command
 
+from .layer import add_layer_arguments
 from .verilog import BLOCKS, LINT_WAIVERS, emit, lint
 
 # The FPGA view flattens the whole accelerator; it runs by default only where
@@ -73,6 +74,24 @@ def layers(args):
     print(f"total MACs per image in FF: {sum(layer.macs for layer in network):,}")
 
 
+def estimate(args):
+    import json
+    from pathlib import Path
+
+    from .cycles import estimate_layer
+    from .layer import load_operands
+
+    config = preset(args.config)
+    stats = estimate_layer(config, args.phase, **load_operands(args), stride=args.stride,
+                           pad=args.pad, kernel=args.kernel, dense=args.dense, progress=True)
+    Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
+    print(f"{args.phase} {stats['mode']}: {stats['cycles']} cycles predicted, "
+          f"{stats['effectual_macs']} effectual of {stats['dense_macs']} dense MACs on "
+          f"{stats['pes']} PEs, {stats['runs']} run(s), PE utilization "
+          f"{stats['pe_utilization']:.2f} -> {args.stats}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m gen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,8 +114,13 @@ def main(argv=None):
     layers_parser = commands.add_parser(
         "layers", help="the conv and linear layers of a network as the accelerator runs them")
     layers_parser.add_argument("--model", default="alexnet", choices=sorted(MODELS))
+    estimate_parser = commands.add_parser(
+        "estimate", help="predict the cycles of one layer phase on the accelerator (the "
+                         "arguments of python -m cosim layer, without --out and --sim)")
+    add_layer_arguments(estimate_parser)
     args = parser.parse_args(argv)
-    run_command({"verilog": verilog, "synth": synth, "layers": layers}[args.command], args)
+    run_command({"verilog": verilog, "synth": synth, "layers": layers,
+                 "estimate": estimate}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 
 from cosim import runner
 from cosim.regression import cases, run_case
+from gen.cycles import TOLERANCE
 from gen.primitives import LayerRows
 from gen.program import Capacity, build_runs
 from hw.buffer import entry_beats
@@ -30,6 +31,8 @@ def test_quick_regression(case):
     assert (entry["sparse_cycles"] > 0) == (entry["effectual_macs"] > 0)
     # Sparse mode never does worse than dense mode on the same layer.
     assert entry["sparse_cycles"] <= entry["dense_cycles"]
+    # The cycle model predicts the RTL's cycles of the same program.
+    assert entry["model_error"] <= TOLERANCE, entry
 
 
 def _small_run():

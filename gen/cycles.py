@@ -1,0 +1,311 @@
+"""Cycle model of the accelerator: the RTL's compute cycles, predicted from the program.
+
+The model follows the top level's pipeline one row primitive (one array
+bundle) at a time instead of one clock at a time; what it needs of a
+primitive is summarized in a :class:`Trace` of the run:
+
+- the controller offers one bundle per cycle, and queues the operand range
+  of every non-empty one in a FIFO of :data:`hw.controller.OPERAND_RANGES`
+  entries, which the operand sequencer streams one beat per cycle;
+- the array accepts a bundle when every PE that takes it has room in its
+  task queue (``array_queue_depth``); its beats follow through the routing
+  queue two cycles later at the earliest;
+- a PE takes its next task when the current one's last beat is accepted,
+  accepts one beat per cycle (up to a few elements ahead of its issue
+  stage, whose queue holds ``queue_depth`` elements), and issues each
+  element's MACs, ``lanes`` per cycle, two cycles after accepting it; an
+  output row that ends without a MAC on its last element costs an end
+  marker; a new row waits for its psum bank, which a drain of ``out_len``
+  outputs frees, one drain after the other.
+
+The constants (two cycles of FIFO latency, the issue stage running up to
+:data:`ISSUE_LEAD` cycles behind the accept stage, the end of a run) follow
+the RTL in ``hw/`` and are checked by the co-simulation regression, where
+the model's cycles must be within :data:`TOLERANCE` of the RTL's
+(``make cosim``, ``tests/test_cosim_accelerator.py``).
+
+The simulation itself is a loop over bundles and PEs compiled with numba.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import sys
+import time
+
+import numba
+import numpy as np
+
+from hw.controller import OPERAND_RANGES
+from pruning import golden
+
+from .layer import check_layer, compile_layer, count_macs, layer_stats
+
+__all__ = ["Trace", "trace_run", "simulate", "RunCycles", "predict_runs", "estimate_layer",
+           "TOLERANCE", "ISSUE_LEAD"]
+
+# The model's cycles agree with the RTL's within this fraction per layer.
+TOLERANCE = 0.02
+# Cycles by which a PE's accept stage may run ahead of its issue stage: the
+# element queue takes a beat only while it holds at most
+# ``queue_depth - elements_per_beat`` elements.
+ISSUE_LEAD = 3
+# Cycles from a FIFO write to its output (amaranth.lib.fifo.SyncFIFOBuffered).
+_FIFO_LATENCY = 2
+# The first bundle reaches the array this many cycles after START: the
+# controller's program read, command register and bundle register.
+_FIRST_BUNDLE = 3
+# Cycles from the issue of a row's last MAC to its first output: the MAC
+# pipeline, the row-end register and the drain's start.
+_DRAIN_START = 3
+# Cycles from the last output of a run to the end of the compute state.
+_RUN_END = 1
+
+
+@dataclass
+class Trace:
+    """One run (a program of row commands) as the cycle model sees it.
+
+    ``B`` bundles in program order, ``P`` PEs:
+
+    beats : int32 (B,)
+        Operand beats of the bundle's streamed row (0: an empty command).
+    row_last : bool (B,)
+        The bundle closes its output rows.
+    out_len : int32 (B,)
+        Outputs of the rows it closes.
+    takes : bool (B, P)
+        The PE gets the primitive (it works in it, or it closes a row).
+    works : bool (B, P)
+        The PE gets the primitive with its beats (not as an empty task).
+    issue : int32 (B, P)
+        The PE's issue cycles: per streamed element ``ceil(MACs / lanes)``.
+    last_issue : int32 (B, P)
+        Issue cycles of the primitive's last streamed element (0: none, the
+        row then needs an end marker when the primitive closes it).
+    """
+
+    beats: np.ndarray
+    row_last: np.ndarray
+    out_len: np.ndarray
+    takes: np.ndarray
+    works: np.ndarray
+    issue: np.ndarray
+    last_issue: np.ndarray
+    # MACs the PEs issue in the run (the RTL's issued_macs counter).
+    issued_macs: int = 0
+
+    @classmethod
+    def empty(cls, bundles, pes):
+        return cls(np.zeros(bundles, np.int32), np.zeros(bundles, np.bool_),
+                   np.zeros(bundles, np.int32), np.zeros((bundles, pes), np.bool_),
+                   np.zeros((bundles, pes), np.bool_), np.zeros((bundles, pes), np.int32),
+                   np.zeros((bundles, pes), np.int32))
+
+    @property
+    def bundles(self):
+        return len(self.beats)
+
+
+def trace_run(config, run, phase):
+    """The :class:`Trace` of a :class:`gen.program.Run` whose tasks have ``phase``."""
+    pes, lanes = config.pes, config.lanes
+    bundles = sum(len(rows[0].tasks) for _, _, rows in run.groups)
+    trace = Trace.empty(bundles, pes)
+    number = 0
+    for keys, _, rows in run.groups:
+        for position, tasks in enumerate(zip(*(row.tasks for row in rows))):
+            first = tasks[0]
+            trace.beats[number] = first.beats(config.elements_per_beat)
+            trace.row_last[number] = first.row_last
+            trace.out_len[number] = rows[0].out_len
+            for unit, (key, task) in enumerate(zip(keys, tasks)):
+                # The array's decision (hw/array.py): present, and in sparse
+                # mode a stationary row and (BP) a mask row with a nonzero.
+                idle = not any(task.stationary) or (phase == "bp" and not any(task.mask))
+                works = key is not None and task.present and \
+                    (task.dense or not idle or not config.skipping)
+                trace.takes[number, unit] = works or first.row_last
+                if works and not first.empty:
+                    issued = rows[unit].issued_per_task[position]
+                    cycles = [math.ceil(n / lanes) for n in issued]
+                    trace.issued_macs += sum(issued)
+                    trace.works[number, unit] = True
+                    trace.issue[number, unit] = sum(cycles)
+                    trace.last_issue[number, unit] = cycles[-1]
+            number += 1
+    return trace
+
+
+@dataclass(frozen=True)
+class RunCycles:
+    """What the model predicts for a run: compute cycles and busy cycles (some PE issues)."""
+
+    cycles: int
+    busy_cycles: int
+
+
+def simulate(config, trace):
+    """Predict the compute cycles of one run: a :class:`RunCycles`."""
+    if trace.bundles == 0:
+        return RunCycles(0, 0)
+    cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
+                             trace.works, trace.issue, trace.last_issue,
+                             config.array_queue_depth, config.psum_banks, OPERAND_RANGES)
+    return RunCycles(int(cycles), int(busy))
+
+
+def predict_runs(config, runs, phase, *, progress=False):
+    """Model counters of a program: ``cycles``, ``busy_cycles``, ``stall_cycles``,
+    ``issued_macs``, summed over ``runs`` (:class:`gen.program.Run` s of tasks of
+    ``phase``), as the top level counts them in its compute state."""
+    totals = dict(cycles=0, busy_cycles=0, issued_macs=0)
+    started = time.perf_counter()
+    for number, run in enumerate(runs, 1):
+        trace = trace_run(config, run, phase)
+        predicted = simulate(config, trace)
+        totals["cycles"] += predicted.cycles
+        totals["busy_cycles"] += predicted.busy_cycles
+        totals["issued_macs"] += trace.issued_macs
+        if progress and (number % 16 == 0 or number == len(runs)):
+            print(f"  {number}/{len(runs)} runs, {totals['cycles']} cycles "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    totals["stall_cycles"] = totals["cycles"] - totals["busy_cycles"]
+    return totals
+
+
+def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
+                   kernel=None, dense=False, capacity=None, progress=False):
+    """Predict what :func:`cosim.layer.run_layer` measures on the top level; returns stats.
+
+    Takes the same operands and geometry, checked the same way
+    (:func:`gen.layer.check_layer`), compiles the same program
+    (:func:`gen.layer.compile_layer`) and returns the same statistics
+    (:data:`gen.layer.STATS_KEYS`, ``runs``, ``load_beats``,
+    ``output_beats``), with the counters predicted by the cycle model
+    instead of counted by the RTL; ``backend`` is ``"model"``. The MAC
+    counts are exact. ``saturated`` is set when an exact result lies outside
+    the ``acc_width`` range (the RTL's sticky flag may also catch an
+    intermediate partial sum that a later product brings back).
+    """
+    spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
+                       kernel=kernel)
+    if progress:
+        print(f"  compiling the {phase} program...", file=sys.stderr, flush=True)
+    layer, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
+    totals = predict_runs(config, runs, layer.task_phase, progress=progress)
+    totals["dense_macs"], totals["effectual_macs"] = count_macs(spec)
+    result = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+                               stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                               kernel_hw=spec.kernel_hw)
+    totals["saturated"] = int(result.size > 0 and (result.min() < config.acc_min
+                                                  or result.max() > config.acc_max))
+    totals.update(runs=len(runs), load_beats=sum(run.load_beats for run in runs),
+                  output_beats=sum(run.outputs_per_pe for run in runs) * config.pes)
+    return layer_stats(config, spec, totals, pes=config.pes, dense=dense, backend="model")
+
+
+@numba.njit(cache=True)
+def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_depth, banks,
+              ranges):
+    bundles, pes = takes.shape
+    # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
+    # current task is done (last beat accepted), its issue stage's next free
+    # cycle, its psum banks' free cycles, the bank of its open row, and its
+    # drain engine's next free cycle.
+    taken = np.zeros((pes, queue_depth), np.int64)
+    tasks = np.zeros(pes, np.int64)
+    done = np.zeros(pes, np.int64)
+    issue_free = np.zeros(pes, np.int64)
+    bank_free = np.zeros((pes, banks), np.int64)
+    bank = np.zeros(pes, np.int64)
+    row_open = np.zeros(pes, np.bool_)
+    drain_free = np.zeros(pes, np.int64)
+    # First beat of the last `ranges` non-empty bundles (the operand range FIFO).
+    range_start = np.zeros(ranges, np.int64)
+    ranged = 0
+    # Issue intervals, for the busy cycles.
+    starts = np.zeros(bundles * pes, np.int64)
+    lengths = np.zeros(bundles * pes, np.int64)
+    intervals = 0
+
+    offered = _FIRST_BUNDLE - 1
+    beat_free = 0
+    end = 0
+    for b in range(bundles):
+        accept = offered + 1
+        for p in range(pes):
+            if takes[b, p] and tasks[p] >= queue_depth:
+                accept = max(accept, taken[p, tasks[p] % queue_depth] + 1)
+        if beats[b] and ranged >= ranges:
+            accept = max(accept, range_start[ranged % ranges])
+        offered = accept
+        first_beat = 0
+        if beats[b]:
+            first_beat = max(accept + _FIFO_LATENCY, beat_free)
+            range_start[ranged % ranges] = first_beat
+            ranged += 1
+            beat_free = first_beat + beats[b]
+        for p in range(pes):
+            if not takes[b, p]:
+                continue
+            take = max(accept + _FIFO_LATENCY, done[p])
+            taken[p, tasks[p] % queue_depth] = take
+            tasks[p] += 1
+            finish = -1
+            if works[b, p]:
+                first = max(take + 1, first_beat + _FIFO_LATENCY, issue_free[p] - ISSUE_LEAD)
+                last = first + beats[b] - 1
+                done[p] = last
+                if issue[b, p]:
+                    start = max(first + _FIFO_LATENCY, issue_free[p])
+                    if not row_open[p]:
+                        start = max(start, bank_free[p, bank[p]])
+                        row_open[p] = True
+                    stop = start + issue[b, p]
+                    if last_issue[b, p]:
+                        stop = max(stop, last + _FIFO_LATENCY + last_issue[b, p])
+                    starts[intervals] = start
+                    lengths[intervals] = issue[b, p]
+                    intervals += 1
+                    issue_free[p] = stop
+                    finish = stop - 1
+                    if row_last[b] and not last_issue[b, p]:
+                        finish = max(last + _FIFO_LATENCY, issue_free[p])   # end marker
+                        issue_free[p] = finish + 1
+                elif row_last[b]:
+                    finish = max(last + _FIFO_LATENCY, issue_free[p])
+                    if not row_open[p]:
+                        finish = max(finish, bank_free[p, bank[p]])
+                    issue_free[p] = finish + 1
+            else:
+                done[p] = take + 1
+                if row_last[b]:
+                    # An empty task: its end marker, one issue cycle.
+                    finish = max(take + 1 + _FIFO_LATENCY, issue_free[p])
+                    if not row_open[p]:
+                        finish = max(finish, bank_free[p, bank[p]])
+                    issue_free[p] = finish + 1
+            if row_last[b]:
+                drain = max(finish + _DRAIN_START, drain_free[p])
+                bank_free[p, bank[p]] = drain + out_len[b]
+                drain_free[p] = drain + out_len[b] + 1
+                bank[p] = (bank[p] + 1) % banks
+                row_open[p] = False
+                end = max(end, drain + out_len[b])
+    cycles = end + _RUN_END
+    # Busy: cycles in which some PE issues (each primitive's issue taken as
+    # one interval from its start).
+    covered = np.zeros(cycles + 1, np.int64)
+    for i in range(intervals):
+        covered[min(starts[i], cycles)] += 1
+        covered[min(starts[i] + lengths[i], cycles)] -= 1
+    busy = 0
+    level = 0
+    for t in range(cycles):
+        level += covered[t]
+        if level > 0:
+            busy += 1
+    return cycles, busy

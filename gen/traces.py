@@ -1,0 +1,605 @@
+"""Cycle-model traces of a layer phase straight from its operands' nonzero maps.
+
+:func:`gen.cycles.estimate_layer` compiles a layer exactly as the host does
+for the RTL (every row compressed, every buffer image packed), which costs
+Python time per row primitive: fine for the regression layers, hours for a
+whole AlexNet. This module lays out the same mapping with index arithmetic
+and computes what the cycle model needs of each primitive (its beats, and
+per PE its issue cycles, whether it works in it, whether it closes a row)
+in loops compiled with numba, so a whole training step of AlexNet or
+ResNet-18 is estimated in minutes. Only where operands are nonzero matters,
+so it takes sparsity maps as well as tensors.
+
+The mapping is :meth:`gen.primitives.LayerRows.for_config`'s: output rows
+grouped one per PE, FF and BP rows tiled into column tiles and WG rows
+holding :func:`~gen.primitives.wg_kernel_rows` kernel rows, the transposed
+layout for stride-1 BP and WG layers whose channels do not fill the array
+(taken when its estimate is lower), rows split into pieces
+(``MIN_GROUPS``, ``MIN_PIECE``, ``array_queue_depth``), each group's rows
+assigned to the PEs longest-processing-time first, groups without an
+effectual MAC left out in sparse mode. ``tests/test_traces.py`` checks that
+the traces equal those of the compiled program.
+
+Runs (:func:`gen.program.build_runs`) are packed by the same rules, with one
+difference: the compiler stores equal stationary rows, mask rows and
+streamed rows once by their *values*, this module by *which* row of which
+tensor they are; run boundaries can therefore fall a little earlier here
+(rows of zeros are the common case of equal values).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from pruning import golden
+
+from .cycles import Trace
+from .program import Capacity
+
+__all__ = ["layer_traces", "LayerMaps"]
+
+_PHASE_CODES = {"ff": 0, "bp": 1, "wg": 2}
+
+
+@dataclass
+class LayerMaps:
+    """Nonzero maps of a layer phase's operands, as ``uint8`` arrays (None where unused)."""
+
+    phase: str
+    x: np.ndarray | None
+    w: np.ndarray | None
+    dy: np.ndarray | None
+    mask: np.ndarray | None
+    stride: int
+    pad: int
+    input_hw: tuple
+    kernel_hw: tuple
+
+    @classmethod
+    def of(cls, spec):
+        """The maps of a checked :class:`gen.layer.LayerSpec` (or anything with its fields)."""
+        def nonzero(array):
+            return None if array is None else np.ascontiguousarray(np.asarray(array) != 0,
+                                                                   dtype=np.uint8)
+        return cls(spec.phase, nonzero(spec.x), nonzero(spec.w), nonzero(spec.dy),
+                   nonzero(spec.mask), spec.stride, spec.pad, tuple(spec.input_hw),
+                   tuple(spec.kernel_hw))
+
+
+class _Layout:
+    """One way to run a layer phase: streamed rows ``A``, stationary rows ``B``, mask rows,
+    the task geometry, and the row groups as index arrays."""
+
+    def __init__(self, config, maps, *, transposed):
+        from .primitives import row_tiling, wg_kernel_rows
+
+        phase, stride, pad = maps.phase, maps.stride, maps.pad
+        self.phase, self.transposed = phase, transposed
+        self.stride, self.pad = stride, pad
+        h_len, w_len = maps.input_hw
+        r_len, s_len = maps.kernel_hw
+        if phase == "ff":
+            n_len, c_len = maps.x.shape[:2]
+            k_len = maps.w.shape[0]
+        elif phase == "bp":
+            n_len, k_len = maps.dy.shape[:2]
+            c_len = maps.w.shape[1]
+        else:
+            n_len, c_len = maps.x.shape[:2]
+            k_len = maps.dy.shape[1]
+        e_len = golden.output_size(h_len, r_len, stride, pad)
+        f_len = golden.output_size(w_len, s_len, stride, pad)
+        self.n, self.c, self.k, self.h, self.w = n_len, c_len, k_len, h_len, w_len
+        self.e, self.f, self.r, self.s = e_len, f_len, r_len, s_len
+        self.kernel_rows = wg_kernel_rows(config, maps.kernel_hw) \
+            if phase == "wg" and not transposed else 1
+        # BP without a mask computes every output: a mask of ones.
+        ones = np.ones((n_len * c_len * h_len if phase == "bp" else 1, w_len), np.uint8)
+        self.masks = None
+        self.task_phase, self.task_kernel = phase, s_len
+        if not transposed:
+            if phase == "ff":
+                self.a_rows = maps.x.reshape(-1, w_len)
+                self.b_rows = maps.w.reshape(-1, s_len)
+                self.shape = (n_len, k_len, e_len)
+            elif phase == "bp":
+                self.a_rows = maps.dy.reshape(-1, f_len)
+                self.b_rows = maps.w.reshape(-1, s_len)
+                self.masks = ones if maps.mask is None else maps.mask.reshape(-1, w_len)
+                self.shape = (n_len, c_len, h_len)
+            else:
+                self.a_rows = maps.dy.reshape(-1, f_len)
+                self.b_rows = maps.x.reshape(-1, w_len)
+                self.shape = (k_len, c_len, -(-r_len // self.kernel_rows))
+        elif phase == "bp":
+            self.task_kernel = f_len
+            self.a_rows = maps.w.reshape(-1, s_len)
+            self.b_rows = maps.dy.reshape(-1, f_len)
+            self.masks = ones if maps.mask is None else maps.mask.reshape(-1, w_len)
+            self.shape = (c_len, n_len * h_len, 1)
+        else:
+            self.task_phase, self.task_kernel = "ff", f_len
+            self.a_rows = maps.x.reshape(-1, w_len)
+            self.b_rows = maps.dy.reshape(-1, f_len)
+            self.shape = (c_len, k_len, r_len)
+        self.a_rows = np.ascontiguousarray(self.a_rows)
+        self.b_rows = np.ascontiguousarray(self.b_rows)
+        if self.masks is None:
+            self.masks = ones
+        self.masks = np.ascontiguousarray(self.masks)
+        # The tiles of a row: per position its output columns and its task tiles.
+        plan = row_tiling(config, self.task_phase, in_width=w_len, kernel=self.task_kernel,
+                          stride=stride, pad=pad)
+        self.positions = []     # per tile position: (first column, columns, [task tile, ...])
+        parts = []
+        for columns, tiles in plan:
+            numbers = []
+            for tile in tiles:
+                numbers.append(len(parts))
+                parts.append((tile.a_slice.start, tile.a_slice.stop, tile.b_slice.start,
+                               tile.b_slice.stop, tile.pad, tile.in_width, tile.out_width,
+                               columns.start))
+            self.positions.append((columns.start, columns.stop - columns.start, numbers))
+        self.parts = np.array(parts, np.int64).reshape(-1, 8)
+        self.splits = 1
+
+    # -- the primitives of a row, as LayerRows.primitives lists them ------------------
+
+    def primitives(self, i, js, l):
+        """``(a_index, b_index, offset, b_key, mask_index)`` of the rows ``(i, j, l)`` for
+        the channels ``js``: ``a_index`` (T,), ``b_index`` (T, len(js)) with -1 for a
+        placeholder, ``offset`` (T,), ``b_key`` (T,) naming the stationary rows
+        within the channel block, ``mask_index`` (len(js),)."""
+        js = np.asarray(js, np.int64)
+        stride, pad = self.stride, self.pad
+        n_len, c_len, k_len = self.n, self.c, self.k
+        h_len, e_len, r_len = self.h, self.e, self.r
+        mask_index = np.zeros(len(js), np.int64)
+        if self.transposed and self.phase == "bp":
+            c = i
+            n, h = np.divmod(js, h_len)
+            k, r = [v.ravel() for v in np.meshgrid(np.arange(k_len), np.arange(r_len),
+                                                    indexing="ij")]
+            e = h[None, :] + pad - r[:, None]
+            valid = (e >= 0) & (e < e_len)
+            b_index = np.where(valid, (n[None, :] * k_len + k[:, None]) * e_len + e, -1)
+            a_index = (k * c_len + c) * r_len + r
+            mask_index = (n * c_len + c) * h_len + h
+            return a_index, b_index, np.zeros_like(a_index), k * r_len + r, mask_index
+        if self.transposed:
+            c, r = i, l
+            n, e = [v.ravel() for v in np.meshgrid(np.arange(n_len), np.arange(e_len),
+                                                    indexing="ij")]
+            keep = (e + r - pad >= 0) & (e + r - pad < h_len)
+            n, e = n[keep], e[keep]
+            a_index = (n * c_len + c) * h_len + e + r - pad
+            b_index = (n[:, None] * k_len + js[None, :]) * e_len + e[:, None]
+            return a_index, b_index, np.zeros_like(a_index), n * e_len + e, mask_index
+        if self.phase == "ff":
+            n, e = i, l
+            c, r = [v.ravel() for v in np.meshgrid(np.arange(c_len), np.arange(r_len),
+                                                    indexing="ij")]
+            h = e * stride + r - pad
+            keep = (h >= 0) & (h < h_len)
+            c, r, h = c[keep], r[keep], h[keep]
+            a_index = (n * c_len + c) * h_len + h
+            b_index = (js[None, :] * c_len + c[:, None]) * r_len + r[:, None]
+            return a_index, b_index, np.zeros_like(a_index), c * r_len + r, mask_index
+        if self.phase == "bp":
+            n, h = i, l
+            k, r = [v.ravel() for v in np.meshgrid(np.arange(k_len), np.arange(r_len),
+                                                    indexing="ij")]
+            moved = h + pad - r
+            keep = (moved % stride == 0) & (moved // stride >= 0) & (moved // stride < e_len)
+            k, r, e = k[keep], r[keep], moved[keep] // stride
+            a_index = (n * k_len + k) * e_len + e
+            b_index = (k[:, None] * c_len + js[None, :]) * r_len + r[:, None]
+            mask_index = (n * c_len + js) * h_len + h
+            return a_index, b_index, np.zeros_like(a_index), k * r_len + r, mask_index
+        k, block = i, l
+        first = block * self.kernel_rows
+        rows = np.arange(first, min(first + self.kernel_rows, r_len))
+        r, n, e = [v.ravel() for v in np.meshgrid(rows, np.arange(n_len), np.arange(e_len),
+                                                   indexing="ij")]
+        h = e * stride + r - pad
+        keep = (h >= 0) & (h < h_len)
+        r, n, e, h = r[keep], n[keep], e[keep], h[keep]
+        a_index = (n * k_len + k) * e_len + e
+        b_index = (n[:, None] * c_len + js[None, :]) * h_len + h[:, None]
+        return a_index, b_index, (r - first) * self.s, n * h_len + h, mask_index
+
+    def out_len(self, l):
+        """Outputs of a WG row of block ``l`` (its kernel rows times S)."""
+        first = l * self.kernel_rows
+        return self.s * (min(first + self.kernel_rows, self.r) - first)
+
+
+@numba.njit(cache=True)
+def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, phase, kernel,
+                    stride, dense, lanes):
+    """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
+    issue cycles,
+    those of the last streamed element, issued and effectual MACs, and whether its
+    stationary tile holds a nonzero. The slot rule is :func:`gen.primitives.task_slots`'."""
+    prims, members = b_index.shape
+    tiles = parts.shape[0]
+    elements = np.zeros((prims, tiles), np.int64)
+    nonzeros = np.zeros((prims, tiles), np.int64)
+    issue = np.zeros((prims, tiles, members), np.int64)
+    last_issue = np.zeros((prims, tiles, members), np.int64)
+    issued = np.zeros((prims, tiles, members), np.int64)
+    effectual = np.zeros((prims, tiles, members), np.int64)
+    stationary = np.zeros((prims, tiles, members), np.bool_)
+    for q in range(tiles):
+        a_lo, a_hi, b_lo, b_hi, pad, in_width, out_width, column = parts[q]
+        for t in range(prims):
+            a = a_rows[a_index[t]]
+            count = 0
+            for i in range(a_hi - a_lo):
+                if a[a_lo + i]:
+                    count += 1
+            nonzeros[t, q] = count
+            elements[t, q] = a_hi - a_lo if dense else count
+            for m in range(members):
+                row = b_index[t, m]
+                if row < 0:      # a placeholder: zero stationary row, no MACs
+                    continue
+                b = b_rows[row]
+                for j in range(b_hi - b_lo):
+                    if b[b_lo + j]:
+                        stationary[t, q, m] = True
+                        break
+                cycles = 0
+                last = 0
+                for i in range(a_hi - a_lo):
+                    if not (dense or a[a_lo + i]):
+                        continue
+                    valid = 0
+                    useful = 0
+                    for s in range(kernel):
+                        if phase == 0:
+                            moved = i + pad - s
+                            if moved < 0 or moved % stride or moved // stride >= out_width:
+                                continue
+                            operand, target = s, moved // stride
+                        else:
+                            moved = i * stride + s - pad
+                            if moved < 0 or moved >= in_width:
+                                continue
+                            if phase == 1:
+                                operand, target = s, moved
+                            else:
+                                operand, target = moved, s
+                        valid += 1
+                        if a[a_lo + i] and b[b_lo + operand] and \
+                                (phase != 1 or masks[mask_index[m], column + target]):
+                            useful += 1
+                    n = valid if dense else useful
+                    last = (n + lanes - 1) // lanes
+                    cycles += last
+                    issued[t, q, m] += n
+                    effectual[t, q, m] += useful
+                issue[t, q, m] = cycles
+                last_issue[t, q, m] = last
+    return elements, nonzeros, issue, last_issue, issued, effectual, stationary
+
+
+class _Group:
+    """One position (tile) of one piece of one row group, as the trace needs it: per
+    bundle ``beats``, ``offset`` and identity keys of its stationary and streamed rows,
+    and per bundle and PE ``takes``, ``works``, ``issue``, ``last_issue``."""
+
+    __slots__ = ("beats", "offset", "closing_offset", "stationary_keys", "operand_keys",
+                 "mask_key", "out_len", "takes", "works", "issue", "last_issue", "issued_macs",
+                 "effectual_macs")
+
+    @property
+    def bundles(self):
+        return len(self.beats)
+
+
+def _lpt(load, work):
+    """Members to PEs, longest processing time first (LayerRows.groups' rule, same ties)."""
+    pes = len(load)
+    by_load = sorted(range(pes), key=lambda unit: load[unit])
+    by_work = sorted(range(pes), key=lambda member: -work[member])
+    placed = [0] * pes
+    for unit, member in zip(by_load, by_work):
+        placed[unit] = member
+        load[unit] += work[member]
+    return placed
+
+
+# Identity keys of stationary rows: block * _KEY_SPAN + the row's key within the block.
+_KEY_SPAN = 1 << 24
+
+
+def _layout_groups(config, layout, pes, dense):
+    """The groups of ``layout`` in program order (:class:`_Group` s), and
+    :meth:`LayerRows.estimated_cycles` of them (to choose a layout)."""
+    outer, channels, inner = layout.shape
+    epb, lanes = config.elements_per_beat, config.lanes
+    phase_code = _PHASE_CODES[layout.task_phase]
+    is_bp = layout.task_phase == "bp"
+    wg_rows = layout.phase == "wg" and not layout.transposed
+    tiles = max(len(layout.parts), 1)
+    load = [0] * pes
+    estimate_load, estimate_beats = np.zeros(pes, np.int64), 0
+    groups = []
+    for first in range(0, channels, pes):
+        js = list(range(first, min(first + pes, channels)))
+        members = len(js)
+        block = first // pes
+        for i in range(outer):
+            for l in range(inner):
+                a_all, b_all, offset_all, key_all, mask_index = layout.primitives(i, js, l)
+                count = len(a_all)
+                out_len_wg = layout.out_len(l) if wg_rows else 0
+                for piece in range(layout.splits):
+                    lo, hi = (count * n // layout.splits for n in (piece, piece + 1))
+                    a_index, b_index = a_all[lo:hi], np.ascontiguousarray(b_all[lo:hi])
+                    offset, b_key = offset_all[lo:hi], key_all[lo:hi]
+                    (elements, nonzeros, issue, last_issue, issued, effectual,
+                     stationary) = _primitive_work(
+                        layout.a_rows, layout.b_rows, layout.masks, a_index, b_index,
+                        mask_index, layout.parts, phase_code, layout.task_kernel,
+                        layout.stride, dense, lanes)
+                    present = b_index >= 0
+                    rows = []
+                    work = np.zeros(members, np.int64)
+                    for position, (start, width, numbers) in enumerate(layout.positions):
+                        out_len = out_len_wg if wg_rows else width
+                        closing_offset = out_len - layout.s if wg_rows else 0
+                        if numbers:
+                            t_pos, q_pos = np.nonzero(elements[:, numbers] > 0)
+                            t_list = t_pos
+                            q_list = np.asarray(numbers, np.int64)[q_pos]
+                        else:
+                            t_list = q_list = np.zeros(0, np.int64)
+                        closes = len(t_list) == 0 or offset[t_list[-1]] != closing_offset
+                        if is_bp:
+                            mask_ok = layout.masks[mask_index,
+                                                   start:start + width].any(axis=1)
+                        else:
+                            mask_ok = np.ones(members, np.bool_)
+                        beats = -(-elements[t_list, q_list] // epb)
+                        idle = ~stationary[t_list, q_list] | ~mask_ok[None, :]
+                        # OutputRow.pe_cycles: the work LayerRows.groups balances.
+                        active = present[t_list] & (dense | ~idle)
+                        cost = np.where(active, np.maximum(np.maximum(1, beats)[:, None],
+                                                           issue[t_list, q_list]), 0)
+                        row_work = 1 + cost.sum(axis=0) + 1 * closes
+                        if not closes:
+                            row_work += ~active[-1]      # the closing primitive, as an empty task
+                        # A PE without a row of its own runs member 0's row on zero
+                        # stationary rows (estimated_cycles counts it; balancing does not).
+                        idle_work = row_work[0] if dense else 2
+                        work += row_work
+                        rows.append((t_list, q_list, beats, closes, out_len, closing_offset,
+                                     mask_ok, row_work, idle_work, position,
+                                     effectual[t_list, q_list].sum() if len(t_list) else 0))
+                    # A PE without a row of its own does no work in either mode.
+                    placed = _lpt(load, work.tolist() + [0] * (pes - members))
+                    member_of = np.asarray(placed)
+                    real = member_of < members
+                    safe = np.where(real, member_of, 0)
+                    for (t_list, q_list, beats, closes, out_len, closing_offset, mask_ok,
+                         row_work, idle_work, position, row_effectual) in rows:
+                        if not dense and not row_effectual:
+                            continue     # all zeros: nothing for the hardware to do
+                        group = _Group()
+                        count_t = len(t_list)
+                        bundles = count_t + closes
+                        group.beats = np.zeros(bundles, np.int64)
+                        group.beats[:count_t] = beats
+                        group.offset = np.full(bundles, closing_offset, np.int64)
+                        group.offset[:count_t] = offset[t_list]
+                        group.closing_offset, group.out_len = closing_offset, out_len
+                        group.stationary_keys = np.full(bundles, -1, np.int64)
+                        group.stationary_keys[:count_t] = \
+                            (block * _KEY_SPAN + b_key[t_list]) * tiles + q_list
+                        # Rows of zeros streamed in dense mode are equal: stored once.
+                        group.operand_keys = np.where(nonzeros[t_list, q_list] > 0,
+                                                      a_index[t_list] * tiles + q_list,
+                                                      -1 - q_list)
+                        group.mask_key = (block, i, l, position) if is_bp else None
+                        works = np.zeros((bundles, pes), np.bool_)
+                        idle = ~stationary[t_list, q_list] | ~mask_ok[None, :]
+                        member_works = present[t_list] & (dense | ~idle | (not config.skipping))
+                        works[:count_t] = member_works[:, safe] & real[None, :]
+                        group.issue = np.zeros((bundles, pes), np.int32)
+                        group.last_issue = np.zeros((bundles, pes), np.int32)
+                        group.issue[:count_t] = np.where(works[:count_t],
+                                                         issue[t_list, q_list][:, safe], 0)
+                        group.last_issue[:count_t] = np.where(
+                            works[:count_t], last_issue[t_list, q_list][:, safe], 0)
+                        group.issued_macs = np.zeros(bundles, np.int64)
+                        group.issued_macs[:count_t] = np.where(
+                            works[:count_t], issued[t_list, q_list][:, safe], 0).sum(axis=1)
+                        group.effectual_macs = int(row_effectual)
+                        group.takes = works.copy()
+                        group.takes[-1] = True
+                        group.works = works
+                        groups.append(group)
+                        estimate_load += np.where(real, row_work[safe], idle_work)
+                        estimate_beats += int(np.maximum(1, group.beats).sum())
+    return groups, max(int(estimate_load.max()), estimate_beats)
+
+
+class _RunPacker:
+    """Groups into runs as :func:`gen.program.build_runs` packs them, operands counted
+    by identity (see the module's notes)."""
+
+    def __init__(self, config, capacity):
+        self.config, self.capacity = config, capacity
+        self.runs = []
+        self._reset()
+
+    def _reset(self):
+        self.parts = []        # (group, first bundle, stop, closes a partial row)
+        self.commands = self.operand_beats = self.outputs = 0
+        self.stationary, self.masks, self.operands = set(), set(), set()
+
+    def _needs(self, group, first, stop, extra_closing=False):
+        keys = group.stationary_keys[first:stop]
+        stationary = set(keys.tolist()) - self.stationary
+        if extra_closing:
+            stationary.add(-1)
+        masks = {group.mask_key} - self.masks if group.mask_key is not None else set()
+        operands = {}
+        for key, beats in zip(group.operand_keys[first:stop].tolist(),
+                              group.beats[first:stop].tolist()):
+            if beats and key not in self.operands:
+                operands[key] = beats
+        return (stop - first + extra_closing, stationary - self.stationary, masks, operands,
+                group.out_len)
+
+    def _fits(self, needs):
+        commands, stationary, masks, operands, outputs = needs
+        capacity = self.capacity
+        return (self.commands + commands <= capacity.program
+                and len(self.stationary) + len(stationary) <= capacity.stationary
+                and len(self.masks) + len(masks) <= capacity.mask
+                and self.operand_beats + sum(operands.values()) <= capacity.operand
+                and self.outputs + outputs <= capacity.outputs)
+
+    def _add(self, group, first, stop, needs, partial):
+        commands, stationary, masks, operands, outputs = needs
+        self.parts.append((group, first, stop, partial))
+        self.commands += commands
+        self.stationary |= stationary
+        self.masks |= masks
+        self.operands |= set(operands)
+        self.operand_beats += sum(operands.values())
+        self.outputs += outputs
+
+    def _finish(self):
+        if self.parts:
+            self.runs.append(self.parts)
+        self._reset()
+
+    def add(self, group):
+        whole = self._needs(group, 0, group.bundles)
+        if self._fits(whole):
+            self._add(group, 0, group.bundles, whole, False)
+            return
+        self._finish()
+        whole = self._needs(group, 0, group.bundles)
+        if self._fits(whole):
+            self._add(group, 0, group.bundles, whole, False)
+            return
+        # Too large for one run: pieces of partial rows, each closed by its last bundle
+        # (or, WG, by an empty task of the row's last kernel row).
+        first = 0
+        while first < group.bundles:
+            stop = first + 1
+            needs = self._needs(group, first, stop, self._closes(group, stop))
+            if not self._fits(needs):
+                if not self.parts:
+                    raise ValueError(f"one row command needs more than the buffers hold "
+                                     f"({self.capacity})")
+                self._finish()
+                continue
+            while stop < group.bundles:
+                wider = self._needs(group, first, stop + 1, self._closes(group, stop + 1))
+                if not self._fits(wider):
+                    break
+                stop, needs = stop + 1, wider
+            self._add(group, first, stop, needs, True)
+            first = stop
+
+    @staticmethod
+    def _closes(group, stop):
+        """A partial row ending before ``stop`` needs an empty closing task (WG rows whose
+        last task is not of the row's last kernel row)."""
+        return bool(group.offset[stop - 1] != group.closing_offset)
+
+    def finish(self):
+        self._finish()
+        return self.runs
+
+
+def _trace(config, parts):
+    """The :class:`~gen.cycles.Trace` of one run's group parts."""
+    pieces = []
+    for group, first, stop, partial in parts:
+        columns = {}
+        for name in ("takes", "works", "issue", "last_issue"):
+            columns[name] = getattr(group, name)[first:stop]
+        beats = group.beats[first:stop]
+        row_last = np.zeros(stop - first, np.bool_)
+        if partial:
+            closing = _RunPacker._closes(group, stop)
+            columns["takes"] = columns["takes"].copy()
+            if closing:
+                pes = columns["takes"].shape[1]
+                beats = np.append(beats, 0)
+                row_last = np.append(row_last, True)
+                columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
+                for name in ("works", "issue", "last_issue"):
+                    columns[name] = np.vstack([columns[name],
+                                               np.zeros((1, pes), columns[name].dtype)])
+            else:
+                row_last[-1] = True
+                columns["takes"][-1] = True
+        elif stop == group.bundles:
+            row_last[-1] = True
+        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns))
+    trace = Trace(
+        beats=np.concatenate([p[0] for p in pieces]).astype(np.int32),
+        row_last=np.concatenate([p[1] for p in pieces]),
+        out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32),
+        takes=np.concatenate([p[3]["takes"] for p in pieces]),
+        works=np.concatenate([p[3]["works"] for p in pieces]),
+        issue=np.concatenate([p[3]["issue"] for p in pieces]).astype(np.int32),
+        last_issue=np.concatenate([p[3]["last_issue"] for p in pieces]).astype(np.int32))
+    trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
+                            for group, first, stop, _ in parts)
+    return trace
+
+
+def _split_layout(config, layout, pes):
+    """Rows split into pieces as :meth:`LayerRows._split` decides (sets ``splits``)."""
+    from .primitives import MIN_GROUPS, MIN_PIECE
+
+    outer, channels, inner = layout.shape
+    groups = outer * -(-channels // pes) * inner
+    longest = len(layout.primitives(0, [0], 0)[0])
+    if layout.phase == "wg" and not layout.transposed:
+        out_len = layout.out_len(0)
+    else:
+        out_len = max(width for _, width, _ in layout.positions)
+    wanted = max(-(-MIN_GROUPS // groups), -(-longest // config.array_queue_depth))
+    layout.splits = max(1, min(wanted, longest // max(MIN_PIECE, out_len)))
+    return layout
+
+
+def layer_traces(config, maps, *, dense, capacity=None):
+    """``(traces, effectual_macs)``: the :class:`~gen.cycles.Trace` of every run of a
+    layer phase given by its nonzero ``maps`` (:class:`LayerMaps`), mapped as
+    :meth:`gen.primitives.LayerRows.for_config` maps it for ``config``'s array, and
+    the effectual MACs of its rows."""
+    if not dense and not config.skipping:
+        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
+                         f"run it in dense mode")
+    pes = config.pes
+    candidates = [_Layout(config, maps, transposed=False)]
+    natural = candidates[0]
+    if maps.phase != "ff" and maps.stride == 1 and natural.c < pes and \
+            natural.f <= config.max_kernel:
+        candidates.append(_Layout(config, maps, transposed=True))
+    best = None
+    for layout in candidates:
+        _split_layout(config, layout, pes)
+        groups, estimate = _layout_groups(config, layout, pes, dense)
+        if best is None or estimate < best[1]:
+            best = (groups, estimate)
+    groups = best[0]
+    packer = _RunPacker(config, capacity or Capacity.of(config))
+    for group in groups:
+        packer.add(group)
+    traces = [_trace(config, parts) for parts in packer.finish()]
+    return traces, sum(group.effectual_macs for group in groups)
