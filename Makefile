@@ -13,7 +13,7 @@ CONFIG ?= default
 # Preset of the co-simulation regression (`make cosim`).
 COSIM_CONFIG ?= small
 
-.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup clean distclean
+.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup report clean distclean
 
 setup: $(STAMP)
 
@@ -41,6 +41,12 @@ cosim: setup
 # Dense vs sparse cycles of every conv layer of a real network on the top level.
 layer-speedup: setup
 	$(PY) -m cosim layer-speedup --config $(CONFIG)
+
+# Sparse vs dense training speedup and energy of AlexNet and ResNet-18 on the
+# paper-scale preset (cycle and energy models): build/report/.
+REPORT_CONFIG ?= paper
+report: setup
+	$(PY) -m gen report --config $(REPORT_CONFIG) --out build/report
 
 # Issue 2 evidence: dense vs pruned training of a small CNN on sklearn digits.
 digits-accuracy: setup

@@ -1,12 +1,13 @@
-"""Command line of the generators: ``python -m gen verilog|synth|layers|estimate``."""
+"""Command line of the generators: ``python -m gen verilog|synth|layers|estimate|report``."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from hw.config import PRESETS, preset
-from pruning.cli import positive_int, run_command
+from pruning.cli import non_negative_int, positive_int, rate, run_command
 
 from .layer import add_layer_arguments
 from .verilog import BLOCKS, LINT_WAIVERS, emit, lint
@@ -82,14 +83,54 @@ def estimate(args):
     from .layer import load_operands
 
     config = preset(args.config)
-    stats = estimate_layer(config, args.phase, **load_operands(args), stride=args.stride,
-                           pad=args.pad, kernel=args.kernel, dense=args.dense, progress=True)
+    stats, runs = estimate_layer(config, args.phase, **load_operands(args), stride=args.stride,
+                                 pad=args.pad, kernel=args.kernel, dense=args.dense,
+                                 progress=True, return_runs=True)
     Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
     Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
+    if args.program:
+        from .program import program_json
+
+        Path(args.program).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.program).write_text(json.dumps(program_json(config, runs)) + "\n")
+        print(f"the program ({len(runs)} run(s), {stats['load_beats']} load beats) -> "
+              f"{args.program}")
     print(f"{args.phase} {stats['mode']}: {stats['cycles']} cycles predicted, "
           f"{stats['effectual_macs']} effectual of {stats['dense_macs']} dense MACs on "
           f"{stats['pes']} PEs, {stats['runs']} run(s), PE utilization "
           f"{stats['pe_utilization']:.2f} -> {args.stats}")
+
+
+def report(args):
+    import json
+
+    from .report import build_report, write_report
+
+    config = preset(args.config)
+    densities = None
+    if args.densities:
+        try:
+            densities = json.loads(Path(args.densities).read_text())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read --densities {args.densities}: {error}") from None
+        if not isinstance(densities, dict):
+            raise ValueError(f"--densities {args.densities} must hold a JSON object "
+                             f"{{model: {{layer: {{x, dy, w}}}}}}")
+    started = time.perf_counter()
+    result = build_report(config, args.models, p=args.p, steps=args.steps, batch=args.batch,
+                          seed=args.seed, densities=densities)
+    command = " ".join(["python -m gen report", "--config", args.config, "--models",
+                        *args.models, "--p", f"{args.p:g}", "--steps", str(args.steps)]
+                       + (["--densities", args.densities] if args.densities else []))
+    paths = write_report(result, args.out, command)
+    for name, entry in result["models"].items():
+        step = entry["summary"]["step"]
+        speedup, energy = step["speedup"], step["energy_efficiency"]
+        print(f"{name}: speedup {speedup:.2f}x (with transfers "
+              f"{step['speedup_with_transfers']:.2f}x), energy efficiency {energy:.2f}x, "
+              f"ideal {step['ideal_speedup']:.2f}x")
+    print(f"wrote {', '.join(str(path) for path in paths)} in "
+          f"{time.perf_counter() - started:.0f} s")
 
 
 def main(argv=None):
@@ -118,9 +159,26 @@ def main(argv=None):
         "estimate", help="predict the cycles of one layer phase on the accelerator (the "
                          "arguments of python -m cosim layer, without --out and --sim)")
     add_layer_arguments(estimate_parser)
+    estimate_parser.add_argument("--program", help="also write the compiled program (descriptor "
+                                                   "registers, buffer load packets) as JSON")
+    report_parser = commands.add_parser(
+        "report", help="sparse vs dense training speedup and energy of AlexNet and ResNet-18 "
+                       "(cycle and energy models), markdown and PNG")
+    report_parser.add_argument("--config", default="paper", choices=sorted(PRESETS))
+    report_parser.add_argument("--models", nargs="+", default=["alexnet", "resnet18"],
+                               choices=sorted(MODELS))
+    report_parser.add_argument("--p", type=rate, default=0.9, help="pruning rate of dy")
+    report_parser.add_argument("--steps", type=non_negative_int, default=3,
+                               help="training steps before the captured one (default 3)")
+    report_parser.add_argument("--batch", type=positive_int, default=1)
+    report_parser.add_argument("--seed", type=non_negative_int, default=0)
+    report_parser.add_argument("--densities",
+                               help="JSON {model: {layer: {x, dy, w}}}: random operands of "
+                                    "these densities instead of training (what-if)")
+    report_parser.add_argument("--out", default="build/report")
     args = parser.parse_args(argv)
     run_command({"verilog": verilog, "synth": synth, "layers": layers,
-                 "estimate": estimate}[args.command], args)
+                 "estimate": estimate, "report": report}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,13 @@ class Trace:
     last_issue : int32 (B, P)
         Issue cycles of the primitive's last streamed element (0: none, the
         row then needs an end marker when the primitive closes it).
+    elements : int32 (B,)
+        Streamed elements of the bundle.
+    issued_macs : int
+        MACs the PEs issue in the run (the RTL's ``issued_macs`` counter).
+    entries : dict
+        Entries the run loads into each buffer: ``program`` (commands),
+        ``stationary``, ``mask``, ``operand`` (beats), and ``outputs`` per PE.
     """
 
     beats: np.ndarray
@@ -94,15 +101,16 @@ class Trace:
     works: np.ndarray
     issue: np.ndarray
     last_issue: np.ndarray
-    # MACs the PEs issue in the run (the RTL's issued_macs counter).
+    elements: np.ndarray = None
     issued_macs: int = 0
+    entries: dict = None
 
     @classmethod
     def empty(cls, bundles, pes):
         return cls(np.zeros(bundles, np.int32), np.zeros(bundles, np.bool_),
                    np.zeros(bundles, np.int32), np.zeros((bundles, pes), np.bool_),
                    np.zeros((bundles, pes), np.bool_), np.zeros((bundles, pes), np.int32),
-                   np.zeros((bundles, pes), np.int32))
+                   np.zeros((bundles, pes), np.int32), np.zeros(bundles, np.int32))
 
     @property
     def bundles(self):
@@ -114,11 +122,13 @@ def trace_run(config, run, phase):
     pes, lanes = config.pes, config.lanes
     bundles = sum(len(rows[0].tasks) for _, _, rows in run.groups)
     trace = Trace.empty(bundles, pes)
+    trace.entries = dict(run.entries)
     number = 0
     for keys, _, rows in run.groups:
         for position, tasks in enumerate(zip(*(row.tasks for row in rows))):
             first = tasks[0]
             trace.beats[number] = first.beats(config.elements_per_beat)
+            trace.elements[number] = len(first.elements)
             trace.row_last[number] = first.row_last
             trace.out_len[number] = rows[0].out_len
             for unit, (key, task) in enumerate(zip(keys, tasks)):
@@ -177,7 +187,7 @@ def predict_runs(config, runs, phase, *, progress=False):
 
 
 def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
-                   kernel=None, dense=False, capacity=None, progress=False):
+                   kernel=None, dense=False, capacity=None, progress=False, return_runs=False):
     """Predict what :func:`cosim.layer.run_layer` measures on the top level; returns stats.
 
     Takes the same operands and geometry, checked the same way
@@ -188,7 +198,8 @@ def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=
     instead of counted by the RTL; ``backend`` is ``"model"``. The MAC
     counts are exact. ``saturated`` is set when an exact result lies outside
     the ``acc_width`` range (the RTL's sticky flag may also catch an
-    intermediate partial sum that a later product brings back).
+    intermediate partial sum that a later product brings back). With
+    ``return_runs``, returns ``(stats, runs)``: the compiled program too.
     """
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
@@ -204,7 +215,8 @@ def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=
                                                   or result.max() > config.acc_max))
     totals.update(runs=len(runs), load_beats=sum(run.load_beats for run in runs),
                   output_beats=sum(run.outputs_per_pe for run in runs) * config.pes)
-    return layer_stats(config, spec, totals, pes=config.pes, dense=dense, backend="model")
+    stats = layer_stats(config, spec, totals, pes=config.pes, dense=dense, backend="model")
+    return (stats, runs) if return_runs else stats
 
 
 @numba.njit(cache=True)

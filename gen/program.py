@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from hw.config import PHASE_CODES
 
-__all__ = ["Run", "build_runs", "Capacity"]
+__all__ = ["Run", "build_runs", "Capacity", "program_json"]
 
 
 def _pack(values, width):
@@ -53,6 +53,8 @@ class Run:
     groups: list = field(default_factory=list)
     expected: list = field(default_factory=list)
     commands: int = 0
+    # Entries loaded into each buffer (operand: beats).
+    entries: dict = field(default_factory=dict)
 
     @property
     def outputs_per_pe(self):
@@ -191,7 +193,10 @@ class _RunBuilder:
             loads["mask"] += _split(bits, self.widths["mask"], stream)
         run = Run(registers={**self.registers, "COMMANDS": len(self.commands)},
                   loads={name: beats for name, beats in loads.items() if beats},
-                  groups=self.groups, expected=self.expected, commands=len(self.commands))
+                  groups=self.groups, expected=self.expected, commands=len(self.commands),
+                  entries={"program": len(self.commands), "operand": self.operand_beats,
+                           "stationary": len(self.stationary), "mask": len(self.masks),
+                           "outputs": len(self.expected[0])})
         self.reset()
         return run
 
@@ -262,3 +267,16 @@ def build_runs(config, phase, groups, *, stride, kernel, dense, capacity=None):
     if not builder.empty:
         runs.append(builder.finish())
     return runs
+
+
+def program_json(config, runs):
+    """The program of a layer phase as JSON-ready data: per run the descriptor
+    registers and each buffer's load packet (``stream_width``-bit beats as hex), the
+    commands and entries, as the host hands them to the top level."""
+    digits = -(-config.stream_width // 4)
+    return {"config": config.name, "stream_width": config.stream_width, "runs": [
+        {"registers": dict(run.registers), "entries": dict(run.entries),
+         "loads": {name: [f"{beat:0{digits}x}" for beat in beats]
+                   for name, beats in run.loads.items()},
+         "outputs_per_pe": run.outputs_per_pe}
+        for run in runs]}

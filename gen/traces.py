@@ -144,6 +144,10 @@ class _Layout:
                                columns.start))
             self.positions.append((columns.start, columns.stop - columns.start, numbers))
         self.parts = np.array(parts, np.int64).reshape(-1, 8)
+        # Task tiles that take the same slice of a stationary (streamed) row share
+        # its buffer entry (operand beats): FF and BP column tiles read whole filter rows.
+        self.b_slices = _slice_ids(self.parts[:, 2:4])
+        self.a_slices = _slice_ids(self.parts[:, 0:2])
         self.splits = 1
 
     # -- the primitives of a row, as LayerRows.primitives lists them ------------------
@@ -215,6 +219,13 @@ class _Layout:
         """Outputs of a WG row of block ``l`` (its kernel rows times S)."""
         first = l * self.kernel_rows
         return self.s * (min(first + self.kernel_rows, self.r) - first)
+
+
+def _slice_ids(bounds):
+    """Per task tile, a number for its (start, stop) slice: equal slices, equal numbers."""
+    distinct = {}
+    return np.array([distinct.setdefault(tuple(pair), len(distinct)) for pair in bounds.tolist()],
+                    np.int64)
 
 
 @numba.njit(cache=True)
@@ -292,7 +303,7 @@ class _Group:
     bundle ``beats``, ``offset`` and identity keys of its stationary and streamed rows,
     and per bundle and PE ``takes``, ``works``, ``issue``, ``last_issue``."""
 
-    __slots__ = ("beats", "offset", "closing_offset", "stationary_keys", "operand_keys",
+    __slots__ = ("beats", "elements", "offset", "closing_offset", "stationary_keys", "operand_keys",
                  "mask_key", "out_len", "takes", "works", "issue", "last_issue", "issued_macs",
                  "effectual_macs")
 
@@ -302,14 +313,14 @@ class _Group:
 
 
 def _lpt(load, work):
-    """Members to PEs, longest processing time first (LayerRows.groups' rule, same ties)."""
-    pes = len(load)
-    by_load = sorted(range(pes), key=lambda unit: load[unit])
-    by_work = sorted(range(pes), key=lambda member: -work[member])
-    placed = [0] * pes
-    for unit, member in zip(by_load, by_work):
-        placed[unit] = member
-        load[unit] += work[member]
+    """Members to PEs, longest processing time first: ``placed[unit]`` is the member
+    PE ``unit`` gets; ``load`` (per PE, updated) is the work so far. The rule and its
+    ties are :meth:`LayerRows.groups`' (stable sorts)."""
+    by_load = np.argsort(load, kind="stable")
+    by_work = np.argsort(-work, kind="stable")
+    placed = np.empty(len(load), np.int64)
+    placed[by_load] = by_work
+    load += work[placed]
     return placed
 
 
@@ -326,7 +337,7 @@ def _layout_groups(config, layout, pes, dense):
     is_bp = layout.task_phase == "bp"
     wg_rows = layout.phase == "wg" and not layout.transposed
     tiles = max(len(layout.parts), 1)
-    load = [0] * pes
+    load = np.zeros(pes, np.int64)
     estimate_load, estimate_beats = np.zeros(pes, np.int64), 0
     groups = []
     for first in range(0, channels, pes):
@@ -379,15 +390,15 @@ def _layout_groups(config, layout, pes, dense):
                         idle_work = row_work[0] if dense else 2
                         work += row_work
                         rows.append((t_list, q_list, beats, closes, out_len, closing_offset,
-                                     mask_ok, row_work, idle_work, position,
+                                     mask_ok, row_work, idle_work, (start, width),
                                      effectual[t_list, q_list].sum() if len(t_list) else 0))
                     # A PE without a row of its own does no work in either mode.
-                    placed = _lpt(load, work.tolist() + [0] * (pes - members))
-                    member_of = np.asarray(placed)
+                    member_of = _lpt(load, np.concatenate(
+                        [work, np.zeros(pes - members, np.int64)]))
                     real = member_of < members
                     safe = np.where(real, member_of, 0)
                     for (t_list, q_list, beats, closes, out_len, closing_offset, mask_ok,
-                         row_work, idle_work, position, row_effectual) in rows:
+                         row_work, idle_work, (start, width), row_effectual) in rows:
                         if not dense and not row_effectual:
                             continue     # all zeros: nothing for the hardware to do
                         group = _Group()
@@ -395,17 +406,28 @@ def _layout_groups(config, layout, pes, dense):
                         bundles = count_t + closes
                         group.beats = np.zeros(bundles, np.int64)
                         group.beats[:count_t] = beats
+                        group.elements = np.zeros(bundles, np.int64)
+                        group.elements[:count_t] = elements[t_list, q_list]
                         group.offset = np.full(bundles, closing_offset, np.int64)
                         group.offset[:count_t] = offset[t_list]
                         group.closing_offset, group.out_len = closing_offset, out_len
                         group.stationary_keys = np.full(bundles, -1, np.int64)
-                        group.stationary_keys[:count_t] = \
-                            (block * _KEY_SPAN + b_key[t_list]) * tiles + q_list
+                        # Entries of only zero rows are equal whatever rows they are.
+                        b_slices = layout.b_slices[q_list]
+                        group.stationary_keys[:count_t] = np.where(
+                            stationary[t_list, q_list].any(axis=1),
+                            (block * _KEY_SPAN + b_key[t_list]) * tiles + b_slices,
+                            -2 - b_slices)
                         # Rows of zeros streamed in dense mode are equal: stored once.
-                        group.operand_keys = np.where(nonzeros[t_list, q_list] > 0,
-                                                      a_index[t_list] * tiles + q_list,
-                                                      -1 - q_list)
-                        group.mask_key = (block, i, l, position) if is_bp else None
+                        a_slices = layout.a_slices[q_list]
+                        group.operand_keys = np.full(bundles, -1, np.int64)   # closing: none
+                        group.operand_keys[:count_t] = np.where(
+                            nonzeros[t_list, q_list] > 0, a_index[t_list] * tiles + a_slices,
+                            -1 - a_slices)
+                        # A mask entry holds the distinct mask rows of the PEs: by value.
+                        group.mask_key = frozenset(
+                            row.tobytes() for row in
+                            layout.masks[mask_index, start:start + width]) if is_bp else None
                         works = np.zeros((bundles, pes), np.bool_)
                         idle = ~stationary[t_list, q_list] | ~mask_ok[None, :]
                         member_works = present[t_list] & (dense | ~idle | (not config.skipping))
@@ -459,11 +481,15 @@ class _RunPacker:
 
     def _fits(self, needs):
         commands, stationary, masks, operands, outputs = needs
+        return self._fits_counts(commands, len(stationary), len(masks), sum(operands.values()),
+                                 outputs)
+
+    def _fits_counts(self, commands, stationary, masks, beats, outputs):
         capacity = self.capacity
         return (self.commands + commands <= capacity.program
-                and len(self.stationary) + len(stationary) <= capacity.stationary
-                and len(self.masks) + len(masks) <= capacity.mask
-                and self.operand_beats + sum(operands.values()) <= capacity.operand
+                and len(self.stationary) + stationary <= capacity.stationary
+                and len(self.masks) + masks <= capacity.mask
+                and self.operand_beats + beats <= capacity.operand
                 and self.outputs + outputs <= capacity.outputs)
 
     def _add(self, group, first, stop, needs, partial):
@@ -478,7 +504,10 @@ class _RunPacker:
 
     def _finish(self):
         if self.parts:
-            self.runs.append(self.parts)
+            self.runs.append((self.parts, {
+                "program": self.commands, "operand": self.operand_beats,
+                "stationary": len(self.stationary), "mask": len(self.masks),
+                "outputs": self.outputs}))
         self._reset()
 
     def add(self, group):
@@ -492,24 +521,21 @@ class _RunPacker:
             self._add(group, 0, group.bundles, whole, False)
             return
         # Too large for one run: pieces of partial rows, each closed by its last bundle
-        # (or, WG, by an empty task of the row's last kernel row).
+        # (or, WG, by an empty task of the row's last kernel row), grown one bundle at
+        # a time while the piece and its closing task fit.
         first = 0
         while first < group.bundles:
-            stop = first + 1
-            needs = self._needs(group, first, stop, self._closes(group, stop))
-            if not self._fits(needs):
+            piece = _Piece(self, group, first)
+            if not piece.grow():
                 if not self.parts:
                     raise ValueError(f"one row command needs more than the buffers hold "
                                      f"({self.capacity})")
                 self._finish()
                 continue
-            while stop < group.bundles:
-                wider = self._needs(group, first, stop + 1, self._closes(group, stop + 1))
-                if not self._fits(wider):
-                    break
-                stop, needs = stop + 1, wider
-            self._add(group, first, stop, needs, True)
-            first = stop
+            while piece.stop < group.bundles and piece.grow():
+                pass
+            self._add(group, first, piece.stop, piece.needs(), True)
+            first = piece.stop
 
     @staticmethod
     def _closes(group, stop):
@@ -522,7 +548,57 @@ class _RunPacker:
         return self.runs
 
 
-def _trace(config, parts):
+class _Piece:
+    """A partial row ``group[first:stop]`` being grown bundle by bundle into a run."""
+
+    def __init__(self, packer, group, first):
+        self.packer, self.group, self.first, self.stop = packer, group, first, first
+        self.stationary, self.operands, self.operand_beats = set(), set(), 0
+        self.mask = {group.mask_key} - packer.masks if group.mask_key is not None else set()
+
+    def needs(self):
+        """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it."""
+        closing = _RunPacker._closes(self.group, self.stop)
+        stationary = set(self.stationary)
+        if closing and -1 not in self.packer.stationary:
+            stationary.add(-1)
+        operands = dict.fromkeys(self.operands, 0)
+        operands[None] = self.operand_beats     # the beats, under a key no row has
+        return (self.stop - self.first + closing, stationary, self.mask, operands,
+                self.group.out_len)
+
+    def _fits(self):
+        closing = _RunPacker._closes(self.group, self.stop)
+        extra = closing and -1 not in self.packer.stationary and -1 not in self.stationary
+        return self.packer._fits_counts(self.stop - self.first + closing,
+                                        len(self.stationary) + extra, len(self.mask),
+                                        self.operand_beats, self.group.out_len)
+
+    def grow(self):
+        """Take one more bundle if the piece still fits the run; returns whether it did."""
+        group, packer, bundle = self.group, self.packer, self.stop
+        key = int(group.stationary_keys[bundle])
+        new_key = key not in packer.stationary and key not in self.stationary
+        operand, beats = int(group.operand_keys[bundle]), int(group.beats[bundle])
+        new_operand = beats and operand not in packer.operands and operand not in self.operands
+        if new_key:
+            self.stationary.add(key)
+        if new_operand:
+            self.operands.add(operand)
+            self.operand_beats += beats
+        self.stop += 1
+        if self._fits():
+            return True
+        self.stop -= 1      # roll back
+        if new_key:
+            self.stationary.discard(key)
+        if new_operand:
+            self.operands.discard(operand)
+            self.operand_beats -= beats
+        return False
+
+
+def _trace(config, parts, entries):
     """The :class:`~gen.cycles.Trace` of one run's group parts."""
     pieces = []
     for group, first, stop, partial in parts:
@@ -530,6 +606,7 @@ def _trace(config, parts):
         for name in ("takes", "works", "issue", "last_issue"):
             columns[name] = getattr(group, name)[first:stop]
         beats = group.beats[first:stop]
+        elements = group.elements[first:stop]
         row_last = np.zeros(stop - first, np.bool_)
         if partial:
             closing = _RunPacker._closes(group, stop)
@@ -537,6 +614,7 @@ def _trace(config, parts):
             if closing:
                 pes = columns["takes"].shape[1]
                 beats = np.append(beats, 0)
+                elements = np.append(elements, 0)
                 row_last = np.append(row_last, True)
                 columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
                 for name in ("works", "issue", "last_issue"):
@@ -547,7 +625,7 @@ def _trace(config, parts):
                 columns["takes"][-1] = True
         elif stop == group.bundles:
             row_last[-1] = True
-        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns))
+        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements))
     trace = Trace(
         beats=np.concatenate([p[0] for p in pieces]).astype(np.int32),
         row_last=np.concatenate([p[1] for p in pieces]),
@@ -555,7 +633,8 @@ def _trace(config, parts):
         takes=np.concatenate([p[3]["takes"] for p in pieces]),
         works=np.concatenate([p[3]["works"] for p in pieces]),
         issue=np.concatenate([p[3]["issue"] for p in pieces]).astype(np.int32),
-        last_issue=np.concatenate([p[3]["last_issue"] for p in pieces]).astype(np.int32))
+        last_issue=np.concatenate([p[3]["last_issue"] for p in pieces]).astype(np.int32),
+        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32), entries=entries)
     trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
                             for group, first, stop, _ in parts)
     return trace
@@ -601,5 +680,5 @@ def layer_traces(config, maps, *, dense, capacity=None):
     packer = _RunPacker(config, capacity or Capacity.of(config))
     for group in groups:
         packer.add(group)
-    traces = [_trace(config, parts) for parts in packer.finish()]
+    traces = [_trace(config, parts, entries) for parts, entries in packer.finish()]
     return traces, sum(group.effectual_macs for group in groups)

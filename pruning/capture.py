@@ -55,6 +55,8 @@ class LayerCapture:
 
 def _conv_geometry(name, conv):
     """``(stride, pad)`` of a conv the hardware can run, else a ValueError naming the layer."""
+    if isinstance(conv, nn.Linear):
+        return 1, 0      # a 1x1 convolution on a 1x1 image
     problems = []
     if conv.groups != 1:
         problems.append(f"groups={conv.groups}")
@@ -75,7 +77,13 @@ def _density(array):
     return float(np.count_nonzero(array)) / array.size if array.size else 0.0
 
 
-def capture(model, inputs, targets, p, *, generator=None, data_width=16, loss_fn=None):
+def _as_conv(tensor):
+    """A linear layer's (N, C) or (K, C) tensor as a 1x1 convolution's (N, C, 1, 1)."""
+    return tensor if tensor.dim() == 4 else tensor.reshape(*tensor.shape, 1, 1)
+
+
+def capture(model, inputs, targets, p, *, generator=None, data_width=16, loss_fn=None,
+            kinds="conv"):
     """Run one training step's passes on ``inputs`` and capture every conv layer.
 
     Parameters
@@ -93,13 +101,17 @@ def capture(model, inputs, targets, p, *, generator=None, data_width=16, loss_fn
         Operand width of the fixed-point tensors.
     loss_fn : callable or None
         Defaults to cross entropy.
+    kinds : str
+        ``"conv"``: the ``Conv2d`` layers; ``"conv+linear"``: ``Linear`` layers
+        too, as 1x1 convolutions (``x`` (N, C, 1, 1), ``w`` (K, C, 1, 1)), their
+        output gradients pruned as well.
 
     Returns
     -------
     list of LayerCapture, in the order of ``model.named_modules()``.
     The model's parameter gradients are left as the pass made them.
     """
-    layers = conv_layers(model)
+    layers = conv_layers(model, kinds)
     geometry = {name: _conv_geometry(name, conv) for name, conv in layers}
     if not isinstance(inputs, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise TypeError("inputs and targets must be torch tensors")
@@ -113,7 +125,8 @@ def capture(model, inputs, targets, p, *, generator=None, data_width=16, loss_fn
 
     handles = [conv.register_forward_hook(keep_input(name)) for name, conv in layers]
     try:
-        with GradientPruner(model, p, generator=generator, keep_gradients=True) as pruner:
+        with GradientPruner(model, p, generator=generator, keep_gradients=True,
+                            kinds=kinds) as pruner:
             model.zero_grad()
             loss_fn(model(inputs), targets).backward()
     finally:
@@ -124,11 +137,11 @@ def capture(model, inputs, targets, p, *, generator=None, data_width=16, loss_fn
     for name, conv in layers:
         if name not in pruner.last_dy:
             raise ValueError(f"layer {name} received no gradient; is it used in forward?")
-        x = to_fixed(layer_inputs[name], data_width)
-        w = to_fixed(conv.weight.detach(), data_width)
-        dy = to_fixed(pruner.last_dy[name], data_width)
+        x = to_fixed(_as_conv(layer_inputs[name]), data_width)
+        w = to_fixed(_as_conv(conv.weight.detach()), data_width)
+        dy = to_fixed(_as_conv(pruner.last_dy[name]), data_width)
         x_int, w_int, dy_int = x.values.numpy(), w.values.numpy(), dy.values.numpy()
-        mask = (layer_inputs[name] > 0).numpy().astype(np.uint8)
+        mask = (_as_conv(layer_inputs[name]) > 0).numpy().astype(np.uint8)
         stride, pad = geometry[name]
         captured.append(LayerCapture(
             name=name, stride=stride, pad=pad, x=x_int, w=w_int, dy=dy_int, mask=mask,

@@ -11,7 +11,7 @@ import sys
 
 from .prune import _check_rate
 
-__all__ = ["rate", "positive_int", "run_command"]
+__all__ = ["rate", "positive_int", "non_negative_int", "run_command"]
 
 
 def rate(text):
@@ -30,6 +30,17 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
     return value
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from .prune import _check_rate, make_generator, stochastic_prune
 
-__all__ = ["GradientPruner", "DensityCounter", "conv_layers"]
+__all__ = ["GradientPruner", "DensityCounter", "conv_layers", "LAYER_KINDS"]
 
 
 @dataclass
@@ -35,11 +35,20 @@ class DensityCounter:
         return self.nonzero_after / self.elements if self.elements else 0.0
 
 
-def conv_layers(module):
-    """``[(name, Conv2d)]`` of a module, in definition order."""
+# Layer kinds whose output gradient can be pruned: the convolutions, and
+# linear layers (1x1 convolutions on the hardware).
+LAYER_KINDS = {"conv": (nn.Conv2d,), "conv+linear": (nn.Conv2d, nn.Linear)}
+
+
+def conv_layers(module, kinds="conv"):
+    """``[(name, layer)]`` of a module's ``Conv2d`` (``kinds="conv"``), or ``Conv2d`` and
+    ``Linear`` layers (``"conv+linear"``), in definition order."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, not {type(module).__name__}")
-    return [(name, m) for name, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    if kinds not in LAYER_KINDS:
+        raise ValueError(f"kinds must be one of {', '.join(LAYER_KINDS)}, not {kinds!r}")
+    return [(name, m) for name, m in module.named_modules()
+            if isinstance(m, LAYER_KINDS[kinds])]
 
 
 class GradientPruner:
@@ -55,19 +64,23 @@ class GradientPruner:
     keep_gradients : bool
         Keep the last pruned ``dy`` of every layer in :attr:`last_dy`
         (what :func:`pruning.capture` hands to the hardware).
+    kinds : str
+        ``"conv"`` (default): the ``Conv2d`` layers; ``"conv+linear"``: the
+        ``Linear`` layers too.
 
     Use as a context manager, or call :meth:`remove` when done. The hooks
     see the gradient that reaches each convolution's output, so a ReLU after
     the convolution must not be in-place (its derivative is part of ``dy``).
     """
 
-    def __init__(self, module, p, *, generator=None, keep_gradients=False):
+    def __init__(self, module, p, *, generator=None, keep_gradients=False, kinds="conv"):
         self.p = _check_rate(p)
         self.generator = make_generator(generator)
         self.keep_gradients = bool(keep_gradients)
-        self.layers = conv_layers(module)
+        self.layers = conv_layers(module, kinds)
         if not self.layers:
-            raise ValueError(f"module {type(module).__name__} has no Conv2d layer to prune")
+            names = " or ".join(kind.__name__ for kind in LAYER_KINDS[kinds])
+            raise ValueError(f"module {type(module).__name__} has no {names} layer to prune")
         self.stats = {name: DensityCounter() for name, _ in self.layers}
         self.last_dy = {}
         self._handles = [conv.register_forward_hook(self._forward_hook(name))

@@ -68,6 +68,10 @@ def test_pruner_bad_input():
         GradientPruner(TwoConv(), 1.0)
     with pytest.raises(TypeError, match="module must be a torch.nn.Module"):
         GradientPruner("model", 0.5)
+    with pytest.raises(ValueError, match="kinds must be one of conv, conv\\+linear, not 'all'"):
+        GradientPruner(TwoConv(), 0.5, kinds="all")
+    with pytest.raises(ValueError, match="has no Conv2d or Linear layer"):
+        GradientPruner(nn.ReLU(), 0.5, kinds="conv+linear")
 
 
 def test_capture_is_consistent_with_training():

@@ -76,6 +76,14 @@ def test_command_line_writes_the_stats_of_cosim_layer(tmp_path, capsys):
           "--stats", str(stats_path)])
     stats = json.loads(stats_path.read_text())
     assert set(STATS_KEYS) <= set(stats)
+    main(["estimate", "--phase", "ff", "--x", str(tmp_path / "x.npy"), "--w",
+          str(tmp_path / "w.npy"), "--stride", "1", "--pad", "1", "--config", "small",
+          "--stats", str(stats_path), "--program", str(tmp_path / "program.json")])
+    program = json.loads((tmp_path / "program.json").read_text())
+    assert len(program["runs"]) == stats["runs"]
+    assert sum(len(beats) for run in program["runs"] for beats in run["loads"].values()) == \
+        stats["load_beats"]
+    assert program["runs"][0]["registers"]["COMMANDS"] == program["runs"][0]["entries"]["program"]
     assert stats == estimate_layer(SMALL, "ff", x=x, w=w, stride=1, pad=1)
     assert "cycles predicted" in capsys.readouterr().out
     with pytest.raises(SystemExit):

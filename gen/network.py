@@ -1,0 +1,179 @@
+"""Whole networks on the accelerator: cycles and energy of every layer phase, dense and sparse.
+
+For each conv and linear layer of a network (:func:`gen.compiler.extract_layers`)
+and each of its training phases, the cycle model runs the mapping the
+compiler would emit for the preset (:func:`gen.traces.layer_traces`) in dense
+mode (the baseline: every MAC issued, every element streamed) and in sparse
+mode (zeros skipped), and the energy model prices the events of both
+(:mod:`gen.energy`). The operands are a real training step's
+(:func:`pruning.sample_training.capture_network`) or random maps of given
+densities (:func:`random_operands`, for what-if studies).
+
+Cycles are the compute cycles the top level counts; ``load_beats`` and
+``output_beats`` add what its AXI4-Stream ports move before and after each
+run (one ``stream_width`` beat per cycle), which the top level does not
+overlap with compute: ``total_cycles`` includes them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .cycles import simulate
+from .energy import EnergyTable, add_events, count_events, energy_pj
+from .traces import LayerMaps, layer_traces
+
+__all__ = ["phase_maps", "estimate_network", "random_operands", "summarize", "MODES"]
+
+MODES = ("dense", "sparse")
+
+
+def phase_maps(layer, operands, phase):
+    """The :class:`~gen.traces.LayerMaps` of ``phase`` of a
+    :class:`~gen.compiler.NetworkLayer` from its operands (``x``, ``w``, ``dy``;
+    the BP mask is ``x > 0`` where ``x`` is a ReLU output, else none)."""
+    nonzero = {name: np.ascontiguousarray(np.asarray(operands[name]) != 0, dtype=np.uint8)
+               for name in ("x", "w", "dy")}
+    x, w, dy = nonzero["x"], nonzero["w"], nonzero["dy"]
+    expected = {"x": (layer.in_channels, *layer.input_hw),
+                "w": (layer.out_channels, layer.in_channels, *layer.kernel_hw),
+                "dy": (layer.out_channels, *layer.output_hw)}
+    for name, shape in expected.items():
+        got = nonzero[name].shape if name == "w" else nonzero[name].shape[1:]
+        if tuple(got) != tuple(shape):
+            raise ValueError(f"layer {layer.name}: {name} has shape {nonzero[name].shape}, "
+                             f"expected {'' if name == 'w' else '(N, '}"
+                             f"{', '.join(map(str, shape))}{'' if name == 'w' else ')'}")
+    mask = None
+    if phase == "bp" and layer.bp_mask:
+        mask = np.ascontiguousarray(np.asarray(operands["x"]) > 0, dtype=np.uint8)
+    return LayerMaps(phase, x if phase != "bp" else None, w if phase != "wg" else None,
+                     dy if phase != "ff" else None, mask, layer.stride, layer.pad,
+                     tuple(layer.input_hw), tuple(layer.kernel_hw))
+
+
+def _mode_result(config, maps, dense, table):
+    from hw.buffer import entry_beats
+    from hw.layouts import buffer_layouts
+
+    traces, effectual = layer_traces(config, maps, dense=dense)
+    beats_per_entry = {name: entry_beats(shape, config.stream_width)
+                       for name, (shape, _) in buffer_layouts(config).items()}
+    result = dict(cycles=0, busy_cycles=0, issued_macs=0, runs=len(traces), bundles=0,
+                  load_beats=0, output_beats=0)
+    events = {}
+    for trace in traces:
+        predicted = simulate(config, trace)
+        result["cycles"] += predicted.cycles
+        result["busy_cycles"] += predicted.busy_cycles
+        result["issued_macs"] += trace.issued_macs
+        result["bundles"] += trace.bundles
+        result["load_beats"] += sum(trace.entries[name] * beats_per_entry[name]
+                                    for name in beats_per_entry)
+        result["output_beats"] += trace.entries["outputs"] * config.pes
+        add_events(events, count_events(config, trace, maps.phase))
+    result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
+    result["energy_pj"] = energy_pj(config, events, table)
+    return result, effectual
+
+
+def estimate_network(config, layers, operands, *, progress=False, table=None):
+    """Every phase of every layer, in dense and sparse mode: a list of dicts.
+
+    ``layers``: :class:`~gen.compiler.NetworkLayer` s; ``operands``: per layer
+    name, ``x``, ``w`` and ``dy`` arrays in conv layout (only their zeros
+    matter). Each entry: ``layer``, ``phase``, ``dense_macs``,
+    ``effectual_macs``, ``densities`` of the operands the phase streams, and
+    per mode (``dense``, ``sparse``) ``cycles``, ``busy_cycles``,
+    ``issued_macs``, ``runs``, ``bundles``, ``load_beats``, ``output_beats``,
+    ``total_cycles`` and ``energy_pj`` (per event kind and ``total``).
+    """
+    if not config.skipping:
+        raise ValueError(f"config {config.name} is dense-only (skipping=False): it has no "
+                         f"sparse mode to compare")
+    missing = [layer.name for layer in layers if layer.name not in operands]
+    if missing:
+        raise ValueError(f"no operands for layer(s) {', '.join(missing)}")
+    table = table or EnergyTable()
+    results = []
+    started = time.perf_counter()
+    for number, layer in enumerate(layers, 1):
+        for phase in layer.phases:
+            maps = phase_maps(layer, operands[layer.name], phase)
+            entry = {"layer": layer.name, "phase": phase, "kind": layer.kind,
+                     "x_source": layer.x_source}
+            for mode in MODES:
+                entry[mode], effectual = _mode_result(config, maps, mode == "dense", table)
+            entry["dense_macs"] = entry["dense"]["issued_macs"]
+            entry["effectual_macs"] = effectual
+            entry["densities"] = {name: float(getattr(maps, name).mean())
+                                  for name in ("x", "dy", "mask")
+                                  if getattr(maps, name) is not None}
+            results.append(entry)
+        if progress:
+            print(f"  [{number}/{len(layers)}] {layer.name}: "
+                  f"{', '.join(e['phase'] for e in results if e['layer'] == layer.name)} "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+    return results
+
+
+def random_operands(layers, densities, *, batch=1, seed=0):
+    """Operands of ``layers`` with zeros at random: ``densities[name]`` gives the
+    fraction of nonzeros of ``x``, ``dy`` and (optional, default 1) ``w``."""
+    rng = np.random.default_rng(seed)
+    operands = {}
+    for layer in layers:
+        given = densities.get(layer.name)
+        if given is None:
+            raise ValueError(f"the densities have no entry for layer {layer.name}")
+        shapes = {"x": (batch, layer.in_channels, *layer.input_hw),
+                  "w": (layer.out_channels, layer.in_channels, *layer.kernel_hw),
+                  "dy": (batch, layer.out_channels, *layer.output_hw)}
+        operands[layer.name] = {}
+        for name, shape in shapes.items():
+            density = given.get(name, 1.0 if name == "w" else None)
+            if not isinstance(density, (int, float)) or not 0 <= density <= 1:
+                raise ValueError(f"density of {name} of layer {layer.name} must be a number "
+                                 f"in 0..1, not {density!r}")
+            operands[layer.name][name] = (rng.random(shape) < density).astype(np.uint8)
+    return operands
+
+
+def summarize(results):
+    """Totals per phase and for the whole step: cycles, total cycles, energy per mode,
+    and the ratios dense / sparse (speedup, energy efficiency).
+
+    ``step_without_first_wg`` leaves out the WG phase of layers whose ``x`` is the
+    network's input: with 3 channels and a stride above 1 it can neither fill the
+    array nor be transposed, so its dense baseline runs at a few percent of the PEs
+    and outweighs the rest of the step."""
+    groups = {phase: [e for e in results if e["phase"] == phase] for phase in ("ff", "bp", "wg")}
+    groups["step"] = results
+    groups["step_without_first_wg"] = [e for e in results
+                                       if not (e["phase"] == "wg" and e["x_source"] == "input")]
+    summary = {}
+    for name, entries in groups.items():
+        row = {"dense_macs": sum(e["dense_macs"] for e in entries),
+               "effectual_macs": sum(e["effectual_macs"] for e in entries)}
+        for mode in MODES:
+            row[mode] = {key: sum(e[mode][key] for e in entries)
+                         for key in ("cycles", "total_cycles", "load_beats", "output_beats")}
+            row[mode]["energy_pj"] = sum(e[mode]["energy_pj"]["total"] for e in entries)
+            row[mode]["on_chip_energy_pj"] = row[mode]["energy_pj"] - sum(
+                e[mode]["energy_pj"]["dram"] for e in entries)
+        row["speedup"] = _ratio(row["dense"]["cycles"], row["sparse"]["cycles"])
+        row["speedup_with_transfers"] = _ratio(row["dense"]["total_cycles"],
+                                               row["sparse"]["total_cycles"])
+        row["energy_efficiency"] = _ratio(row["dense"]["energy_pj"], row["sparse"]["energy_pj"])
+        row["on_chip_energy_efficiency"] = _ratio(row["dense"]["on_chip_energy_pj"],
+                                                  row["sparse"]["on_chip_energy_pj"])
+        row["ideal_speedup"] = _ratio(row["dense_macs"], row["effectual_macs"])
+        summary[name] = row
+    return summary
+
+
+def _ratio(dense, sparse):
+    return dense / sparse if sparse else None

@@ -1,0 +1,111 @@
+"""Whole networks through the cycle and energy models (gen/network.py, gen/energy.py)."""
+
+import numpy as np
+import pytest
+from torch import nn
+
+from gen.compiler import extract_layers
+from gen.cycles import estimate_layer
+from gen.energy import EnergyTable, count_events, energy_pj
+from gen.layer import check_layer, compile_layer
+from gen.cycles import trace_run
+from gen.network import estimate_network, phase_maps, random_operands, summarize
+from hw.config import PRESETS
+from pruning import golden
+
+SMALL = PRESETS["small"]
+
+
+def tiny_net():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(6 * 4 * 4, 5))
+
+
+DENSITIES = {"0": {"x": 1.0, "dy": 0.3}, "3": {"x": 0.5, "dy": 0.2},
+             "6": {"x": 0.4, "dy": 0.6, "w": 0.9}}
+
+
+def test_network_phases_match_the_layer_model():
+    layers = extract_layers(tiny_net(), (1, 8, 8))
+    operands = random_operands(layers, DENSITIES, batch=2, seed=3)
+    results = estimate_network(SMALL, layers, operands)
+    assert [(e["layer"], e["phase"]) for e in results] == [
+        ("0", "ff"), ("0", "wg"), ("3", "ff"), ("3", "bp"), ("3", "wg"),
+        ("6", "ff"), ("6", "bp"), ("6", "wg")]
+    for entry, layer in ((e, next(l for l in layers if l.name == e["layer"])) for e in results):
+        maps = phase_maps(layer, operands[layer.name], entry["phase"])
+        ops = {"ff": dict(x=maps.x, w=maps.w), "bp": dict(dy=maps.dy, w=maps.w, mask=maps.mask),
+               "wg": dict(x=maps.x, dy=maps.dy, kernel=maps.kernel_hw)}[entry["phase"]]
+        if entry["phase"] == "bp" and maps.mask is None:
+            ops["x"] = maps.x if maps.x is not None else np.zeros(
+                (2, layer.in_channels, *layer.input_hw), np.uint8)
+        for mode in ("dense", "sparse"):
+            # The program path (what the RTL runs) and the network path agree.
+            stats = estimate_layer(SMALL, entry["phase"], **ops, stride=layer.stride,
+                                   pad=layer.pad, dense=mode == "dense")
+            assert entry[mode]["cycles"] == stats["cycles"], (entry["layer"], entry["phase"])
+            assert entry[mode]["issued_macs"] == stats["issued_macs"]
+            assert entry[mode]["runs"] == stats["runs"]
+        assert (entry["dense_macs"], entry["effectual_macs"]) == \
+            (stats["dense_macs"], stats["effectual_macs"])
+        assert entry["sparse"]["cycles"] <= entry["dense"]["cycles"]
+    # BP of a layer whose x is a ReLU output (through max-pool) skips masked outputs.
+    assert next(e for e in results if e["layer"] == "3" and e["phase"] == "bp")["densities"][
+        "mask"] < 1
+    summary = summarize(results)
+    step = summary["step"]
+    assert step["dense"]["cycles"] == sum(e["dense"]["cycles"] for e in results)
+    assert step["speedup"] == step["dense"]["cycles"] / step["sparse"]["cycles"]
+    assert summary["step_without_first_wg"]["dense"]["cycles"] == \
+        step["dense"]["cycles"] - results[1]["dense"]["cycles"]
+    assert step["energy_efficiency"] > 1
+
+
+def test_random_operands_and_maps_refuse_bad_input():
+    layers = extract_layers(tiny_net(), (1, 8, 8))
+    with pytest.raises(ValueError, match="no entry for layer 6"):
+        random_operands(layers, {"0": DENSITIES["0"], "3": DENSITIES["3"]})
+    with pytest.raises(ValueError, match="density of dy of layer 0 must be a number in 0..1"):
+        random_operands(layers, {**DENSITIES, "0": {"x": 1.0, "dy": 1.5}})
+    operands = random_operands(layers, DENSITIES)
+    operands["3"]["x"] = operands["3"]["x"][:, :2]
+    with pytest.raises(ValueError, match="layer 3: x has shape"):
+        phase_maps(layers[1], operands["3"], "ff")
+    with pytest.raises(ValueError, match="no operands for layer"):
+        estimate_network(SMALL, layers, {"0": operands["0"]})
+    with pytest.raises(ValueError, match="dense-only"):
+        estimate_network(SMALL.replace(skipping=False), layers, operands)
+
+
+def test_energy_table_follows_its_sources():
+    table = EnergyTable()
+    # Horowitz (ISSCC 2014), 45 nm: 64-bit SRAM reads of 10, 20 and 100 pJ.
+    for size_kb, pj in ((8, 10.0), (32, 20.0), (1024, 100.0)):
+        assert table.sram_pj_per_bit(size_kb * 8192) * 64 == pytest.approx(pj)
+    assert table.sram_pj_per_bit(1024 * 8) < table.sram_pj_per_bit(8192 * 8)
+    # 16-bit multiply (0.2 pJ at 8 bits, squared) and 48-bit add (0.1 pJ at 32 bits).
+    assert table.mac_pj(SMALL) == pytest.approx(0.8 + 0.15)
+
+
+def test_energy_events_of_a_run():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-5, 6, (1, 2, 5, 6)) * (rng.random((1, 2, 5, 6)) < 0.5)
+    w = rng.integers(-5, 6, (3, 2, 3, 3))
+    spec = check_layer(SMALL, "ff", x=x, w=w, stride=1, pad=1)
+    energies = {}
+    for dense in (True, False):
+        layer, runs = compile_layer(SMALL, spec, dense=dense)
+        (run,) = runs
+        trace = trace_run(SMALL, run, "ff")
+        events = count_events(SMALL, trace, "ff")
+        assert events["mac"] == trace.issued_macs
+        assert sum(events["stationary"].values()) == run.commands * SMALL.pes
+        assert sum(events["mask"].values()) == 0          # FF reads no mask
+        # Everything loaded crosses the AXI4-Stream: at most its beats' bits.
+        loaded = events["dram"] - run.outputs_per_pe * SMALL.pes * SMALL.stream_width
+        assert 0 < loaded <= run.load_beats * SMALL.stream_width
+        energy = energy_pj(SMALL, events)
+        assert energy["total"] == pytest.approx(sum(v for k, v in energy.items() if k != "total"))
+        energies[dense] = energy["total"]
+    assert energies[False] < energies[True]
