@@ -161,6 +161,10 @@ def main(argv=None):
     add_layer_arguments(estimate_parser)
     estimate_parser.add_argument("--program", help="also write the compiled program (descriptor "
                                                    "registers, buffer load packets) as JSON")
+    # Accepted so that a python -m cosim layer command line runs unchanged: the
+    # model predicts the top level, the co-simulation's default back end.
+    estimate_parser.add_argument("--backend", choices=["accelerator"], default="accelerator",
+                                 help="the top level (the only back end the model predicts)")
     report_parser = commands.add_parser(
         "report", help="sparse vs dense training speedup and energy of AlexNet and ResNet-18 "
                        "(cycle and energy models), markdown and PNG")

@@ -9,7 +9,8 @@ primitive is summarized in a :class:`Trace` of the run:
   entries, which the operand sequencer streams one beat per cycle;
 - the array accepts a bundle when every PE that takes it has room in its
   task queue (``array_queue_depth``); its beats follow through the routing
-  queue two cycles later at the earliest;
+  queue two cycles later at the earliest, each when every PE that takes it
+  has room in its beat queue (``array_queue_depth`` beats);
 - a PE takes its next task when the current one's last beat is accepted,
   accepts one beat per cycle (up to a few elements ahead of its issue
   stage, whose queue holds ``queue_depth`` elements), and issues each
@@ -229,6 +230,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
     # drain engine's next free cycle.
     taken = np.zeros((pes, queue_depth), np.int64)
     tasks = np.zeros(pes, np.int64)
+    # Per PE: the cycles its last queue_depth beats left its beat queue (a ring).
+    beat_read = np.zeros((pes, queue_depth), np.int64)
+    beats_in = np.zeros(pes, np.int64)
     done = np.zeros(pes, np.int64)
     issue_free = np.zeros(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
@@ -257,6 +261,15 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
         first_beat = 0
         if beats[b]:
             first_beat = max(accept + _FIFO_LATENCY, beat_free)
+            # Beat j goes out when every PE that takes it has room in its beat queue:
+            # the PE has read the beat queue_depth before it.
+            for p in range(pes):
+                if works[b, p]:
+                    for j in range(beats[b]):
+                        earlier = beats_in[p] + j - queue_depth
+                        if earlier >= 0:
+                            first_beat = max(first_beat,
+                                             beat_read[p, earlier % queue_depth] + 1 - j)
             range_start[ranged % ranges] = first_beat
             ranged += 1
             beat_free = first_beat + beats[b]
@@ -271,6 +284,13 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
                 first = max(take + 1, first_beat + _FIFO_LATENCY, issue_free[p] - ISSUE_LEAD)
                 last = first + beats[b] - 1
                 done[p] = last
+                # The PE reads its beats one per cycle, but no further ahead of its
+                # issue stage than its element queue allows (MACs spread evenly).
+                lead = max(first + _FIFO_LATENCY, issue_free[p]) - ISSUE_LEAD
+                for j in range(beats[b]):
+                    beat_read[p, (beats_in[p] + j) % queue_depth] = max(
+                        first + j, lead + issue[b, p] * j // beats[b])
+                beats_in[p] += beats[b]
                 if issue[b, p]:
                     start = max(first + _FIFO_LATENCY, issue_free[p])
                     if not row_open[p]:
