@@ -19,8 +19,8 @@ primitive is summarized in a :class:`Trace` of the run:
   marker; a new row waits for its psum bank, which a drain of ``out_len``
   outputs frees, one drain after the other.
 
-The constants (two cycles of FIFO latency, the issue stage running up to
-:data:`ISSUE_LEAD` cycles behind the accept stage, the end of a run) follow
+The constants (two cycles of FIFO latency, the accept stage running up to
+:data:`ISSUE_LEAD` cycles ahead of the issue stage, the end of a run) follow
 the RTL in ``hw/`` and are checked by the co-simulation regression, where
 the model's cycles must be within :data:`TOLERANCE` of the RTL's
 (``make cosim``, ``tests/test_cosim_accelerator.py``).
@@ -31,10 +31,9 @@ The simulation itself is a loop over bundles and PEs compiled with numba.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import sys
 import time
+from dataclasses import dataclass
 
 import numba
 import numpy as np
