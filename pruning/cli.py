@@ -7,6 +7,7 @@ them without importing one another.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .prune import _check_rate
@@ -45,9 +46,16 @@ def non_negative_int(text):
 
 
 def run_command(command, args):
-    """Run ``command(args)``; a ValueError or RuntimeError becomes a one-line error, exit 1."""
+    """Run ``command(args)``; a ValueError or RuntimeError becomes a one-line error, exit 1.
+
+    A reader that closes the pipe early (``... | head``) ends the output quietly."""
     try:
         command(args)
+        sys.stdout.flush()      # here, not at exit, so a closed pipe is caught below
     except (ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -88,3 +88,16 @@ def test_layers_command_prints_the_table(capsys):
     assert "features.0" in out and "classifier.7" in out
     total = sum(layer.macs for layer in extract_layers(*build_model("alexnet-cifar")))
     assert f"total MACs per image in FF: {total:,}" in out
+
+
+def test_layers_command_ends_quietly_when_the_pipe_closes():
+    import subprocess
+    import sys
+
+    # `python -m gen layers ... | head -0`: no traceback when the reader is gone.
+    process = subprocess.Popen([sys.executable, "-m", "gen", "layers", "--model", "resnet18"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 0, error
+    assert "BrokenPipeError" not in error, error
