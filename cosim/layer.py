@@ -151,7 +151,7 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         layer, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
         totals.update(runs=0, load_beats=0, output_beats=0)
         # What the cycle model predicts for the same program, beside what the RTL counts.
-        totals["model_cycles"] = predict_runs(config, runs, layer.task_phase)["cycles"]
+        totals["model_cycles"] = predict_runs(config, runs)["cycles"]
         _run_accelerator(config, spec, layer, runs, simulator=simulator, progress=progress,
                          totals=totals, output=output, axi_patterns=axi_patterns)
     else:

@@ -117,8 +117,8 @@ class Trace:
         return len(self.beats)
 
 
-def trace_run(config, run, phase):
-    """The :class:`Trace` of a :class:`gen.program.Run` whose tasks have ``phase``."""
+def trace_run(config, run):
+    """The :class:`Trace` of a :class:`gen.program.Run`."""
     pes, lanes = config.pes, config.lanes
     bundles = sum(len(rows[0].tasks) for _, _, rows in run.groups)
     trace = Trace.empty(bundles, pes)
@@ -134,9 +134,8 @@ def trace_run(config, run, phase):
             for unit, (key, task) in enumerate(zip(keys, tasks)):
                 # The array's decision (hw/array.py): present, and in sparse
                 # mode a stationary row and (BP) a mask row with a nonzero.
-                idle = not any(task.stationary) or (phase == "bp" and not any(task.mask))
                 works = key is not None and task.present and \
-                    (task.dense or not idle or not config.skipping)
+                    (task.dense or not task.idle or not config.skipping)
                 trace.takes[number, unit] = works or first.row_last
                 if works and not first.empty:
                     issued = rows[unit].issued_per_task[position]
@@ -167,14 +166,14 @@ def simulate(config, trace):
     return RunCycles(int(cycles), int(busy))
 
 
-def predict_runs(config, runs, phase, *, progress=False):
+def predict_runs(config, runs, *, progress=False):
     """Model counters of a program: ``cycles``, ``busy_cycles``, ``stall_cycles``,
-    ``issued_macs``, summed over ``runs`` (:class:`gen.program.Run` s of tasks of
-    ``phase``), as the top level counts them in its compute state."""
+    ``issued_macs``, summed over ``runs`` (:class:`gen.program.Run` s), as the top level
+    counts them in its compute state."""
     totals = dict(cycles=0, busy_cycles=0, issued_macs=0)
     started = time.perf_counter()
     for number, run in enumerate(runs, 1):
-        trace = trace_run(config, run, phase)
+        trace = trace_run(config, run)
         predicted = simulate(config, trace)
         totals["cycles"] += predicted.cycles
         totals["busy_cycles"] += predicted.busy_cycles
@@ -205,8 +204,8 @@ def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=
                        kernel=kernel)
     if progress:
         print(f"  compiling the {phase} program...", file=sys.stderr, flush=True)
-    layer, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
-    totals = predict_runs(config, runs, layer.task_phase, progress=progress)
+    _, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
+    totals = predict_runs(config, runs, progress=progress)
     totals["dense_macs"], totals["effectual_macs"] = count_macs(spec)
     result = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
                                stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,

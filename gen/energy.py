@@ -77,13 +77,13 @@ class EnergyTable:
         return e0 * (size / s0) ** slope / 64
 
 
-def count_events(config, trace, phase):
+def count_events(config, trace):
     """Event counts (:data:`EVENTS`) of one run: ``mac`` a count of MACs, ``dram`` a
     count of bits, the others ``{(bits per access, capacity in bits): accesses}``."""
     from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
 
     pes = config.pes
-    widths = {name: (shape.size, depth) for name, (shape, depth) in buffer_layouts(config).items()}
+    widths = {name: shape.size for name, (shape, _) in buffer_layouts(config).items()}
     entries = trace.entries
     works = trace.works.sum(axis=1)
     outputs = entries["outputs"] * pes
@@ -92,14 +92,14 @@ def count_events(config, trace, phase):
     task_bits = task_layout(config).size
     row_bits = config.max_row * config.data_width
     commands = trace.bundles
-    program = (widths["program"][0], widths["program"][0] * config.program_depth)
+    program = (widths["program"], widths["program"] * config.program_depth)
     # The stationary and mask buffers as one bank of rows per PE, read all at once.
     stationary = (row_bits, row_bits * config.stationary_depth)
     mask = (config.max_row, config.max_row * config.mask_depth)
     operand = (element_bits, element_bits * config.operand_depth)
-    loaded_bits = (entries["program"] * widths["program"][0]
-                   + entries["stationary"] * widths["stationary"][0]
-                   + entries["mask"] * widths["mask"][0]
+    loaded_bits = (entries["program"] * widths["program"]
+                   + entries["stationary"] * widths["stationary"]
+                   + entries["mask"] * widths["mask"]
                    + entries["operand"] * element_bits)
     return {
         "mac": int(trace.issued_macs),
@@ -112,7 +112,8 @@ def count_events(config, trace, phase):
                   2 * int((trace.beats * works).sum())},
         "program": {program: commands},
         "stationary": {stationary: commands * pes},
-        "mask": {mask: commands * pes if phase == "bp" else 0},
+        # Only BP runs load masks; each of their commands reads an entry.
+        "mask": {mask: commands * pes if entries["mask"] else 0},
         "operand": {operand: int(trace.beats.sum())},
         "outputs": {(config.acc_width, config.acc_width * config.output_depth): 2 * outputs},
         "loads": {program: entries["program"], stationary: entries["stationary"] * pes,

@@ -17,7 +17,7 @@ from hw.config import AccelConfig
 from pruning import golden
 
 __all__ = ["LayerSpec", "check_layer", "STATS_KEYS", "layer_stats", "layer_rows", "compile_layer",
-           "count_macs", "add_layer_arguments", "load_operands"]
+           "count_macs", "add_layer_arguments", "load_operands", "check_mode"]
 
 STATS_KEYS = ("cycles", "dense_macs", "effectual_macs", "issued_macs", "pe_utilization",
               "saturated", "busy_cycles", "stall_cycles", "pes", "lanes", "mode", "phase",
@@ -150,14 +150,19 @@ def layer_stats(config, spec, totals, *, pes, dense, backend):
     }
 
 
+def check_mode(config, dense):
+    """ValueError for sparse mode on a dense-only build (``skipping=False``)."""
+    if not dense and not config.skipping:
+        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
+                         f"run it in dense mode")
+
+
 def layer_rows(config, spec, *, pes, dense):
     """``(layer, groups)``: the rows of ``spec`` as ``config``'s array of ``pes`` PEs runs
     them (:meth:`gen.primitives.LayerRows.for_config`, ``groups``)."""
     from gen.primitives import LayerRows
 
-    if not dense and not config.skipping:
-        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
-                         f"run it in dense mode")
+    check_mode(config, dense)
     layer = LayerRows.for_config(config, spec.phase, x=spec.x, w=spec.w, dy=spec.dy,
                                  mask=spec.mask, stride=spec.stride, pad=spec.pad,
                                  input_hw=spec.input_hw, kernel_hw=spec.kernel_hw, pes=pes,

@@ -24,7 +24,7 @@ import numpy as np
 
 from .cycles import simulate
 from .energy import EnergyTable, add_events, count_events, energy_pj
-from .traces import LayerMaps, layer_traces
+from .traces import LayerMaps, layer_traces, nonzero_map
 
 __all__ = ["phase_maps", "estimate_network", "random_operands", "summarize", "MODES"]
 
@@ -35,23 +35,22 @@ def phase_maps(layer, operands, phase):
     """The :class:`~gen.traces.LayerMaps` of ``phase`` of a
     :class:`~gen.compiler.NetworkLayer` from its operands (``x``, ``w``, ``dy``;
     the BP mask is ``x > 0`` where ``x`` is a ReLU output, else none)."""
-    nonzero = {name: np.ascontiguousarray(np.asarray(operands[name]) != 0, dtype=np.uint8)
-               for name in ("x", "w", "dy")}
-    x, w, dy = nonzero["x"], nonzero["w"], nonzero["dy"]
     expected = {"x": (layer.in_channels, *layer.input_hw),
                 "w": (layer.out_channels, layer.in_channels, *layer.kernel_hw),
                 "dy": (layer.out_channels, *layer.output_hw)}
     for name, shape in expected.items():
-        got = nonzero[name].shape if name == "w" else nonzero[name].shape[1:]
-        if tuple(got) != tuple(shape):
-            raise ValueError(f"layer {layer.name}: {name} has shape {nonzero[name].shape}, "
+        given = np.shape(operands[name])
+        if tuple(given if name == "w" else given[1:]) != tuple(shape):
+            raise ValueError(f"layer {layer.name}: {name} has shape {given}, "
                              f"expected {'' if name == 'w' else '(N, '}"
                              f"{', '.join(map(str, shape))}{'' if name == 'w' else ')'}")
+    uses = {"ff": ("x", "w"), "bp": ("dy", "w"), "wg": ("x", "dy")}[phase]
+    maps = {name: nonzero_map(operands[name]) if name in uses else None
+            for name in ("x", "w", "dy")}
     mask = None
     if phase == "bp" and layer.bp_mask:
-        mask = np.ascontiguousarray(np.asarray(operands["x"]) > 0, dtype=np.uint8)
-    return LayerMaps(phase, x if phase != "bp" else None, w if phase != "wg" else None,
-                     dy if phase != "ff" else None, mask, layer.stride, layer.pad,
+        mask = nonzero_map(np.asarray(operands["x"]) > 0)
+    return LayerMaps(phase, maps["x"], maps["w"], maps["dy"], mask, layer.stride, layer.pad,
                      tuple(layer.input_hw), tuple(layer.kernel_hw))
 
 
@@ -74,7 +73,7 @@ def _mode_result(config, maps, dense, table):
         result["load_beats"] += sum(trace.entries[name] * beats_per_entry[name]
                                     for name in beats_per_entry)
         result["output_beats"] += trace.entries["outputs"] * config.pes
-        add_events(events, count_events(config, trace, maps.phase))
+        add_events(events, count_events(config, trace))
     result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
     result["energy_pj"] = energy_pj(config, events, table)
     return result, effectual

@@ -52,6 +52,12 @@ class RowTask:
     def empty(self):
         return not self.elements
 
+    @property
+    def idle(self):
+        """No effectual MAC whatever is streamed: the stationary row, or (BP) the output
+        mask, is all zero. The array does not give such a primitive to a sparse PE."""
+        return not any(self.stationary) or (self.phase == "bp" and not any(self.mask))
+
     def beats(self, per_beat):
         """Operand beats of the streamed elements, ``per_beat`` to a beat (as
         :meth:`Packer.beats` packs them)."""
@@ -96,8 +102,7 @@ class OutputRow:
         the row's end."""
         cycles = 1
         for task, issued in zip(self.tasks, self.issued_per_task):
-            idle = not any(task.stationary) or (task.phase == "bp" and not any(task.mask))
-            if task.present and (task.dense or not idle):
+            if task.present and (task.dense or not task.idle):
                 cycles += max(1, task.beats(config.elements_per_beat),
                               sum(-(-n // config.lanes) for n in issued))
             elif task.row_last:
@@ -549,6 +554,19 @@ class LayerRows:
         baseline is not handicapped). ``pes``: how many PEs share the
         streamed rows (default: the array's; 1 for a lone PE).
         """
+        pes = pes or config.pes
+        candidates = cls.candidates(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride,
+                                    pad=pad, input_hw=input_hw, kernel_hw=kernel_hw, pes=pes)
+        if len(candidates) == 1:
+            return candidates[0]
+        return min(candidates, key=lambda layer: layer.estimated_cycles(config, pes, dense=dense))
+
+    @classmethod
+    def candidates(cls, config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
+                   input_hw=None, kernel_hw=None, pes=None):
+        """The layouts :meth:`for_config` chooses between, split as it splits them: the
+        natural rows, and the transposed ones where they apply (see there). Any
+        arrays of the operands' shapes will do: only shapes decide."""
         operands = dict(x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad, input_hw=input_hw,
                         kernel_hw=kernel_hw)
         pes = pes or config.pes
@@ -560,23 +578,28 @@ class LayerRows:
         if phase != "ff" and stride == 1 and natural.c_len < pes and \
                 golden.output_size(natural.w_len, natural.s_len, stride, pad) <= config.max_kernel:
             candidates.append(cls(phase, transposed=True, **operands))
-        candidates = [layer._split(config, pes, operands) for layer in candidates]
-        if len(candidates) == 1:
-            return candidates[0]
-        return min(candidates, key=lambda layer: layer.estimated_cycles(config, pes, dense=dense))
+        return [layer._split(config, pes, operands) for layer in candidates]
 
     def _split(self, config, pes, operands):
         """This layout, its rows split into pieces as :meth:`for_config` says."""
         outer, channels, inner = self.shape
         groups = outer * -(-channels // pes) * inner
-        longest = len(self.primitives(self.keys[0])[0])
-        out_len = max(row.out_len for _, row in self.tiles(config, self.keys[0]))
+        first = (0, 0, 0)     # keys[0], without listing every key
+        longest = len(self.primitives(first)[0])
         wanted = max(-(-MIN_GROUPS // groups), -(-longest // config.array_queue_depth))
-        splits = max(1, min(wanted, longest // max(MIN_PIECE, out_len)))
+        splits = max(1, min(wanted, longest // max(MIN_PIECE, self._longest_output(config))))
         if splits == 1:
             return self
         return type(self)(self.phase, kernel_rows=self.kernel_rows, transposed=self.transposed,
                           splits=splits, **operands)
+
+    def _longest_output(self, config):
+        """Outputs of the longest tile of the first row (of :meth:`tiles`)."""
+        if self.phase == "wg" and not self.transposed:
+            return self.s_len * len(self._block_rows(0))
+        return max(columns.stop - columns.start for columns, _ in row_tiling(
+            config, self.task_phase, in_width=self.w_len, kernel=self.task_kernel,
+            stride=self.stride, pad=self.pad))
 
     def estimated_cycles(self, config, pes, *, dense=False):
         """A bound on the array's cycles for these rows: the busiest PE's

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from .energy import EVENTS
+
 __all__ = ["PUBLISHED", "build_report", "write_report"]
 
 # What the published design reports over dense training on AlexNet/ResNet.
@@ -139,12 +141,8 @@ def _markdown(report, command):
                   "(dense / sparse, mJ): " + ", ".join(
                       f"{kind} {_kind_total(entry['layers'], 'dense', kind) / 1e9:.2f} / "
                       f"{_kind_total(entry['layers'], 'sparse', kind) / 1e9:.2f}"
-                      for kind in _KINDS) + ".", ""]
+                      for kind in EVENTS) + ".", ""]
     return "\n".join(lines) + "\n"
-
-
-_KINDS = ("mac", "psum", "elements", "tasks", "beats", "program", "stationary", "mask",
-          "operand", "outputs", "loads", "dram")
 
 
 def _kind_total(layers, mode, kind):

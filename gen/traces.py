@@ -30,18 +30,25 @@ tensor they are; run boundaries can therefore fall a little earlier here
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from pruning import golden
 
 from .cycles import Trace
+from .layer import check_mode
 from .program import Capacity
 
-__all__ = ["layer_traces", "LayerMaps"]
+__all__ = ["layer_traces", "LayerMaps", "nonzero_map"]
 
 _PHASE_CODES = {"ff": 0, "bp": 1, "wg": 2}
+
+
+def nonzero_map(array):
+    """Where ``array`` is nonzero, as a contiguous ``uint8`` array (None stays None)."""
+    return None if array is None else np.ascontiguousarray(np.asarray(array) != 0,
+                                                           dtype=np.uint8)
 
 
 @dataclass
@@ -61,78 +68,41 @@ class LayerMaps:
     @classmethod
     def of(cls, spec):
         """The maps of a checked :class:`gen.layer.LayerSpec` (or anything with its fields)."""
-        def nonzero(array):
-            return None if array is None else np.ascontiguousarray(np.asarray(array) != 0,
-                                                                   dtype=np.uint8)
-        return cls(spec.phase, nonzero(spec.x), nonzero(spec.w), nonzero(spec.dy),
-                   nonzero(spec.mask), spec.stride, spec.pad, tuple(spec.input_hw),
+        return cls(spec.phase, nonzero_map(spec.x), nonzero_map(spec.w), nonzero_map(spec.dy),
+                   nonzero_map(spec.mask), spec.stride, spec.pad, tuple(spec.input_hw),
                    tuple(spec.kernel_hw))
 
 
 class _Layout:
-    """One way to run a layer phase: streamed rows ``A``, stationary rows ``B``, mask rows,
-    the task geometry, and the row groups as index arrays."""
+    """One way to run a layer phase (a :class:`~gen.primitives.LayerRows` of the maps, which
+    decides the shape, the task geometry, kernel-row blocks and splits): streamed rows
+    ``a_rows``, stationary rows ``b_rows``, mask rows, and the row groups as index arrays."""
 
-    def __init__(self, config, maps, *, transposed):
-        from .primitives import row_tiling, wg_kernel_rows
+    def __init__(self, config, maps, rows):
+        from .primitives import row_tiling
 
-        phase, stride, pad = maps.phase, maps.stride, maps.pad
-        self.phase, self.transposed = phase, transposed
-        self.stride, self.pad = stride, pad
-        h_len, w_len = maps.input_hw
-        r_len, s_len = maps.kernel_hw
-        if phase == "ff":
-            n_len, c_len = maps.x.shape[:2]
-            k_len = maps.w.shape[0]
-        elif phase == "bp":
-            n_len, k_len = maps.dy.shape[:2]
-            c_len = maps.w.shape[1]
+        self.rows = rows
+        self.phase, self.transposed = rows.phase, rows.transposed
+        self.stride, self.pad = rows.stride, rows.pad
+        self.shape, self.splits, self.kernel_rows = rows.shape, rows.splits, rows.kernel_rows
+        self.task_phase, self.task_kernel = rows.task_phase, rows.task_kernel
+        self.n, self.c, self.k = rows.n_len, rows.c_len, rows.k_len
+        self.h, self.w, self.e = rows.h_len, rows.w_len, rows.e_len
+        self.r, self.s = rows.r_len, rows.s_len
+        streamed, stationary = {("ff", False): (maps.x, maps.w), ("bp", False): (maps.dy, maps.w),
+                                ("wg", False): (maps.dy, maps.x), ("bp", True): (maps.w, maps.dy),
+                                ("wg", True): (maps.x, maps.dy)}[self.phase, self.transposed]
+        self.a_rows = np.ascontiguousarray(streamed.reshape(-1, streamed.shape[-1]))
+        self.b_rows = np.ascontiguousarray(stationary.reshape(-1, stationary.shape[-1]))
+        if self.phase != "bp":
+            self.masks = np.ones((1, self.w), np.uint8)       # never read
+        elif maps.mask is None:       # BP without a mask computes every output
+            self.masks = np.ones((self.n * self.c * self.h, self.w), np.uint8)
         else:
-            n_len, c_len = maps.x.shape[:2]
-            k_len = maps.dy.shape[1]
-        e_len = golden.output_size(h_len, r_len, stride, pad)
-        f_len = golden.output_size(w_len, s_len, stride, pad)
-        self.n, self.c, self.k, self.h, self.w = n_len, c_len, k_len, h_len, w_len
-        self.e, self.f, self.r, self.s = e_len, f_len, r_len, s_len
-        self.kernel_rows = wg_kernel_rows(config, maps.kernel_hw) \
-            if phase == "wg" and not transposed else 1
-        # BP without a mask computes every output: a mask of ones.
-        ones = np.ones((n_len * c_len * h_len if phase == "bp" else 1, w_len), np.uint8)
-        self.masks = None
-        self.task_phase, self.task_kernel = phase, s_len
-        if not transposed:
-            if phase == "ff":
-                self.a_rows = maps.x.reshape(-1, w_len)
-                self.b_rows = maps.w.reshape(-1, s_len)
-                self.shape = (n_len, k_len, e_len)
-            elif phase == "bp":
-                self.a_rows = maps.dy.reshape(-1, f_len)
-                self.b_rows = maps.w.reshape(-1, s_len)
-                self.masks = ones if maps.mask is None else maps.mask.reshape(-1, w_len)
-                self.shape = (n_len, c_len, h_len)
-            else:
-                self.a_rows = maps.dy.reshape(-1, f_len)
-                self.b_rows = maps.x.reshape(-1, w_len)
-                self.shape = (k_len, c_len, -(-r_len // self.kernel_rows))
-        elif phase == "bp":
-            self.task_kernel = f_len
-            self.a_rows = maps.w.reshape(-1, s_len)
-            self.b_rows = maps.dy.reshape(-1, f_len)
-            self.masks = ones if maps.mask is None else maps.mask.reshape(-1, w_len)
-            self.shape = (c_len, n_len * h_len, 1)
-        else:
-            self.task_phase, self.task_kernel = "ff", f_len
-            self.a_rows = maps.x.reshape(-1, w_len)
-            self.b_rows = maps.dy.reshape(-1, f_len)
-            self.shape = (c_len, k_len, r_len)
-        self.a_rows = np.ascontiguousarray(self.a_rows)
-        self.b_rows = np.ascontiguousarray(self.b_rows)
-        if self.masks is None:
-            self.masks = ones
-        self.masks = np.ascontiguousarray(self.masks)
+            self.masks = np.ascontiguousarray(maps.mask.reshape(-1, self.w))
         # The tiles of a row: per position its output columns and its task tiles.
-        plan = row_tiling(config, self.task_phase, in_width=w_len, kernel=self.task_kernel,
-                          stride=stride, pad=pad)
+        plan = row_tiling(config, self.task_phase, in_width=self.w, kernel=self.task_kernel,
+                          stride=self.stride, pad=self.pad)
         self.positions = []     # per tile position: (first column, columns, [task tile, ...])
         parts = []
         for columns, tiles in plan:
@@ -148,7 +118,6 @@ class _Layout:
         # its buffer entry (operand beats): FF and BP column tiles read whole filter rows.
         self.b_slices = _slice_ids(self.parts[:, 2:4])
         self.a_slices = _slice_ids(self.parts[:, 0:2])
-        self.splits = 1
 
     # -- the primitives of a row, as LayerRows.primitives lists them ------------------
 
@@ -217,8 +186,7 @@ class _Layout:
 
     def out_len(self, l):
         """Outputs of a WG row of block ``l`` (its kernel rows times S)."""
-        first = l * self.kernel_rows
-        return self.s * (min(first + self.kernel_rows, self.r) - first)
+        return self.s * len(self.rows._block_rows(l))
 
 
 def _slice_ids(bounds):
@@ -312,6 +280,27 @@ class _Group:
         return len(self.beats)
 
 
+class _Position(NamedTuple):
+    """One tile position of a row group's piece, before the members go to PEs: the
+    candidate primitives ``(t, q)`` in task order, their beats, whether an empty task
+    closes the row, its length, the row's closing offset, per primitive and member
+    ``idle``, the members' work (``row_work``), that of a PE without a row, the
+    position's columns and its effectual MACs."""
+
+    t_list: np.ndarray
+    q_list: np.ndarray
+    beats: np.ndarray
+    closes: bool
+    out_len: int
+    closing_offset: int
+    idle: np.ndarray
+    row_work: np.ndarray
+    idle_work: int
+    start: int
+    width: int
+    effectual: int
+
+
 def _lpt(load, work):
     """Members to PEs, longest processing time first: ``placed[unit]`` is the member
     PE ``unit`` gets; ``load`` (per PE, updated) is the work so far. The rule and its
@@ -377,6 +366,8 @@ def _layout_groups(config, layout, pes, dense):
                         else:
                             mask_ok = np.ones(members, np.bool_)
                         beats = -(-elements[t_list, q_list] // epb)
+                        # A member has no effectual MAC in a primitive whose stationary
+                        # tile, or (BP) whose mask tile, is all zero.
                         idle = ~stationary[t_list, q_list] | ~mask_ok[None, :]
                         # OutputRow.pe_cycles: the work LayerRows.groups balances.
                         active = present[t_list] & (dense | ~idle)
@@ -389,16 +380,17 @@ def _layout_groups(config, layout, pes, dense):
                         # stationary rows (estimated_cycles counts it; balancing does not).
                         idle_work = row_work[0] if dense else 2
                         work += row_work
-                        rows.append((t_list, q_list, beats, closes, out_len, closing_offset,
-                                     mask_ok, row_work, idle_work, (start, width),
-                                     effectual[t_list, q_list].sum() if len(t_list) else 0))
+                        rows.append(_Position(
+                            t_list, q_list, beats, closes, out_len, closing_offset, idle,
+                            row_work, idle_work, start, width,
+                            effectual[t_list, q_list].sum() if len(t_list) else 0))
                     # A PE without a row of its own does no work in either mode.
                     member_of = _lpt(load, np.concatenate(
                         [work, np.zeros(pes - members, np.int64)]))
                     real = member_of < members
                     safe = np.where(real, member_of, 0)
-                    for (t_list, q_list, beats, closes, out_len, closing_offset, mask_ok,
-                         row_work, idle_work, (start, width), row_effectual) in rows:
+                    for (t_list, q_list, beats, closes, out_len, closing_offset, idle,
+                         row_work, idle_work, start, width, row_effectual) in rows:
                         if not dense and not row_effectual:
                             continue     # all zeros: nothing for the hardware to do
                         group = _Group()
@@ -429,7 +421,6 @@ def _layout_groups(config, layout, pes, dense):
                             row.tobytes() for row in
                             layout.masks[mask_index, start:start + width]) if is_bp else None
                         works = np.zeros((bundles, pes), np.bool_)
-                        idle = ~stationary[t_list, q_list] | ~mask_ok[None, :]
                         member_works = present[t_list] & (dense | ~idle | (not config.skipping))
                         works[:count_t] = member_works[:, safe] & real[None, :]
                         group.issue = np.zeros((bundles, pes), np.int32)
@@ -465,19 +456,16 @@ class _RunPacker:
         self.commands = self.operand_beats = self.outputs = 0
         self.stationary, self.masks, self.operands = set(), set(), set()
 
-    def _needs(self, group, first, stop, extra_closing=False):
-        keys = group.stationary_keys[first:stop]
-        stationary = set(keys.tolist()) - self.stationary
-        if extra_closing:
-            stationary.add(-1)
+    def _needs(self, group):
+        """What a whole group adds to the run: ``(commands, stationary keys, mask keys,
+        {operand key: beats}, outputs)``."""
+        stationary = set(group.stationary_keys.tolist()) - self.stationary
         masks = {group.mask_key} - self.masks if group.mask_key is not None else set()
         operands = {}
-        for key, beats in zip(group.operand_keys[first:stop].tolist(),
-                              group.beats[first:stop].tolist()):
+        for key, beats in zip(group.operand_keys.tolist(), group.beats.tolist()):
             if beats and key not in self.operands:
                 operands[key] = beats
-        return (stop - first + extra_closing, stationary - self.stationary, masks, operands,
-                group.out_len)
+        return group.bundles, stationary, masks, operands, group.out_len
 
     def _fits(self, needs):
         commands, stationary, masks, operands, outputs = needs
@@ -511,12 +499,12 @@ class _RunPacker:
         self._reset()
 
     def add(self, group):
-        whole = self._needs(group, 0, group.bundles)
+        whole = self._needs(group)
         if self._fits(whole):
             self._add(group, 0, group.bundles, whole, False)
             return
         self._finish()
-        whole = self._needs(group, 0, group.bundles)
+        whole = self._needs(group)     # against the empty run
         if self._fits(whole):
             self._add(group, 0, group.bundles, whole, False)
             return
@@ -640,40 +628,20 @@ def _trace(config, parts, entries):
     return trace
 
 
-def _split_layout(config, layout, pes):
-    """Rows split into pieces as :meth:`LayerRows._split` decides (sets ``splits``)."""
-    from .primitives import MIN_GROUPS, MIN_PIECE
-
-    outer, channels, inner = layout.shape
-    groups = outer * -(-channels // pes) * inner
-    longest = len(layout.primitives(0, [0], 0)[0])
-    if layout.phase == "wg" and not layout.transposed:
-        out_len = layout.out_len(0)
-    else:
-        out_len = max(width for _, width, _ in layout.positions)
-    wanted = max(-(-MIN_GROUPS // groups), -(-longest // config.array_queue_depth))
-    layout.splits = max(1, min(wanted, longest // max(MIN_PIECE, out_len)))
-    return layout
-
-
 def layer_traces(config, maps, *, dense, capacity=None):
     """``(traces, effectual_macs)``: the :class:`~gen.cycles.Trace` of every run of a
     layer phase given by its nonzero ``maps`` (:class:`LayerMaps`), mapped as
     :meth:`gen.primitives.LayerRows.for_config` maps it for ``config``'s array, and
     the effectual MACs of its rows."""
-    if not dense and not config.skipping:
-        raise ValueError(f"config {config.name} is dense-only (skipping=False); "
-                         f"run it in dense mode")
+    from .primitives import LayerRows
+
+    check_mode(config, dense)
     pes = config.pes
-    candidates = [_Layout(config, maps, transposed=False)]
-    natural = candidates[0]
-    if maps.phase != "ff" and maps.stride == 1 and natural.c < pes and \
-            natural.f <= config.max_kernel:
-        candidates.append(_Layout(config, maps, transposed=True))
     best = None
-    for layout in candidates:
-        _split_layout(config, layout, pes)
-        groups, estimate = _layout_groups(config, layout, pes, dense)
+    for rows in LayerRows.candidates(config, maps.phase, x=maps.x, w=maps.w, dy=maps.dy,
+                                     mask=maps.mask, stride=maps.stride, pad=maps.pad,
+                                     input_hw=maps.input_hw, kernel_hw=maps.kernel_hw, pes=pes):
+        groups, estimate = _layout_groups(config, _Layout(config, maps, rows), pes, dense)
         if best is None or estimate < best[1]:
             best = (groups, estimate)
     groups = best[0]

@@ -95,10 +95,10 @@ def test_energy_events_of_a_run():
     spec = check_layer(SMALL, "ff", x=x, w=w, stride=1, pad=1)
     energies = {}
     for dense in (True, False):
-        layer, runs = compile_layer(SMALL, spec, dense=dense)
+        _, runs = compile_layer(SMALL, spec, dense=dense)
         (run,) = runs
-        trace = trace_run(SMALL, run, "ff")
-        events = count_events(SMALL, trace, "ff")
+        trace = trace_run(SMALL, run)
+        events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
         assert sum(events["stationary"].values()) == run.commands * SMALL.pes
         assert sum(events["mask"].values()) == 0          # FF reads no mask

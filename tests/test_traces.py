@@ -18,8 +18,8 @@ FIELDS = ("beats", "row_last", "out_len", "takes", "works", "issue", "last_issue
 
 
 def _program_traces(config, spec, dense, capacity=None):
-    layer, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
-    return [trace_run(config, run, layer.task_phase) for run in runs]
+    _, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
+    return [trace_run(config, run) for run in runs]
 
 
 def _assert_same(expected, got):
