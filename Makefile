@@ -13,7 +13,8 @@ CONFIG ?= default
 # Preset of the co-simulation regression (`make cosim`).
 COSIM_CONFIG ?= small
 
-.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup report clean distclean
+.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup report train-rtl \
+        clean distclean
 
 setup: $(STAMP)
 
@@ -47,6 +48,14 @@ layer-speedup: setup
 REPORT_CONFIG ?= paper
 report: setup
 	$(PY) -m gen report --config $(REPORT_CONFIG) --out build/report
+
+# Train the digits CNN for STEPS steps with every FF, BP and WG convolution on
+# the RTL, checked bit for bit against the golden integer training loop after
+# every step: build/train-rtl/{train.json,loss.png,cycles.png}.
+STEPS        ?= 50
+TRAIN_CONFIG ?= small
+train-rtl: setup
+	$(PY) -m cosim train-rtl --steps $(STEPS) --config $(TRAIN_CONFIG) --out build/train-rtl
 
 # Issue 2 evidence: dense vs pruned training of a small CNN on sklearn digits.
 digits-accuracy: setup

@@ -2,7 +2,8 @@
 
 ``python -m cosim layer ...`` runs one convolution layer phase on the emitted
 RTL; ``python -m cosim layer-speedup`` measures whole layers of a real network
-on the PE array; ``python -m cosim pe-speedup`` measures the PE on rows.
+on the PE array; ``python -m cosim pe-speedup`` measures the PE on rows;
+``python -m cosim train-rtl`` trains a CNN with every convolution on the RTL.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from hw.config import PRESETS, preset
 
 from .layer import BACKENDS
 from pruning.cli import positive_int, rate, run_command
+from pruning.integer_training import add_training_arguments
 
 
 def layer(args):
@@ -101,6 +103,24 @@ def pe_speedup(args):
     print(f"\nwritten {out}")
 
 
+def train_rtl(args):
+    from pruning.integer_training import settings_from_arguments
+
+    from .train import format_summary, train_rtl
+
+    config = preset(args.config)
+    settings = settings_from_arguments(args, data_width=config.data_width)
+    print(f"Training the digits CNN (channels {settings.channels}, batch {settings.batch}, "
+          f"p = {settings.p:g}, lr 2^-{settings.lr_shift}, momentum {settings.momentum:g}, "
+          f"seed {settings.seed}) for {args.steps} steps; every FF, BP and WG convolution on "
+          f"the {config.name} preset's RTL ({config.pes} PEs, {args.sim or 'verilator'}), "
+          f"weights compared with the golden integer loop after every step.", flush=True)
+    summary = train_rtl(config, settings, args.steps, dense=args.dense, simulator=args.sim,
+                        out=args.out)
+    print()
+    print(format_summary(summary))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cosim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -136,9 +156,20 @@ def main(argv=None):
     regress.add_argument("--quick", action="store_true", help="only the cases make test runs")
     regress.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     regress.add_argument("--json", default="build/regression.json")
+    train = commands.add_parser(
+        "train-rtl", help="train the digits CNN with every convolution on the RTL, bit-exact "
+                          "with the golden integer training loop")
+    add_training_arguments(train)
+    train.add_argument("--config", default="small", choices=sorted(PRESETS))
+    train.add_argument("--dense", choices=["model", "rtl"], default="model",
+                       help="dense-mode cycles from the cycle model (default) or a second RTL "
+                            "run in dense mode")
+    train.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    train.add_argument("--out", default="build/train-rtl",
+                       help="folder for train.json, loss.png and cycles.png")
     args = parser.parse_args(argv)
     run_command({"layer": layer, "layer-speedup": layer_speedup, "pe-speedup": pe_speedup,
-                 "regression": regression}[args.command], args)
+                 "regression": regression, "train-rtl": train_rtl}[args.command], args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from cocotb.triggers import RisingEdge
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
-__all__ = ["TB"]
+__all__ = ["TB", "run_entries"]
 
 
 def _pauses(spec, rng):
@@ -118,3 +118,20 @@ class TB:
                                      f"golden {wanted[first]}")
         return {"outputs": [values[u * per_pe:(u + 1) * per_pe] for u in range(len(expected))],
                 **counters}
+
+
+async def run_entries(tb, entries):
+    """Run job entries (:func:`cosim.accel_jobs.make_entry`): per entry, per run, the
+    outputs and counters."""
+    results = []
+    for entry in entries:
+        tb.set_patterns(entry.get("patterns", {}), entry.get("seed", 0))
+        runs = []
+        for number, run in enumerate(entry["runs"]):
+            label = f"{entry['label']} run {number + 1}/{len(entry['runs'])}"
+            tb.dut._log.info("%s: %d commands, %d load beats", label,
+                             run["registers"]["COMMANDS"],
+                             sum(len(b) for b in run["loads"].values()))
+            runs.append(await tb.execute(run, label))
+        results.append(runs)
+    return results

@@ -43,7 +43,7 @@ BACKENDS = ("accelerator", "array", "pe")
 
 
 def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, output,
-                     axi_patterns):
+                     axi_patterns, session):
     """Runs of the top level (buffers, controller, AXI) -> output and counters."""
     from .accel_jobs import make_entry, run_accelerator
 
@@ -63,8 +63,8 @@ def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, 
     for chunk in calls:
         label = f"{spec.phase} runs {done_runs + 1}..{done_runs + len(chunk)}"
         entry = make_entry(chunk, label=label, patterns=axi_patterns, seed=done_runs)
-        (results,) = run_accelerator(config, [entry],
-                                     simulator=simulator, name=f"layer-{spec.phase}")
+        (results,) = run_accelerator(config, [entry], simulator=simulator,
+                                     name=f"layer-{spec.phase}", session=session)
         for run, result in zip(chunk, results):
             position = 0
             for keys, columns, rows in run.groups:
@@ -120,7 +120,7 @@ def _run_groups(config, spec, layer, groups, *, pes, backend, simulator, progres
 
 def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
               kernel=None, dense=False, simulator=None, progress=False, backend="accelerator",
-              axi_patterns=None, capacity=None):
+              axi_patterns=None, capacity=None, session=None):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
     ``output`` is the exact SPEC section 2 result as ``int64`` (raw
@@ -134,12 +134,17 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     ``"pe"`` (one PE). For tests, the accelerator back end takes
     ``axi_patterns`` (pause patterns of ``s_axis`` and ``m_axis``, see
     :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
-    (:class:`gen.program.Capacity`) that forces several runs. The result is
+    (:class:`gen.program.Capacity`) that forces several runs. A ``session``
+    (:func:`cosim.accel_jobs.accelerator_session`) runs them on a simulator
+    that is already up, saving its start for a loop of many layers. The result is
     also checked against the golden model; a difference raises
     ``RuntimeError``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if session is not None and (backend != "accelerator" or session.config != config):
+        raise ValueError(f"a session runs the accelerator back end of its own config "
+                         f"({session.config.name}), not the {backend} back end of {config.name}")
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
     pes = config.pes if backend in ("array", "accelerator") else 1
@@ -153,7 +158,8 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         # What the cycle model predicts for the same program, beside what the RTL counts.
         totals["model_cycles"] = predict_runs(config, runs)["cycles"]
         _run_accelerator(config, spec, layer, runs, simulator=simulator, progress=progress,
-                         totals=totals, output=output, axi_patterns=axi_patterns)
+                         totals=totals, output=output, axi_patterns=axi_patterns,
+                         session=session)
     else:
         layer, groups = layer_rows(config, spec, pes=pes, dense=dense)
         _run_groups(config, spec, layer, groups, pes=pes, backend=backend, simulator=simulator,

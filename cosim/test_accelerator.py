@@ -2,7 +2,7 @@
 
 import cocotb
 
-from cosim.accel_tb import TB
+from cosim.accel_tb import TB, run_entries
 from cosim.runner import load_job, save_result
 
 
@@ -11,14 +11,4 @@ async def run_job(dut):
     job = load_job()
     tb = TB(dut, job)
     await tb.reset()
-    results = []
-    for entry in job["entries"]:
-        tb.set_patterns(entry.get("patterns", {}), entry.get("seed", 0))
-        runs = []
-        for number, run in enumerate(entry["runs"]):
-            label = f"{entry['label']} run {number + 1}/{len(entry['runs'])}"
-            dut._log.info("%s: %d commands, %d load beats", label, run["registers"]["COMMANDS"],
-                          sum(len(b) for b in run["loads"].values()))
-            runs.append(await tb.execute(run, label))
-        results.append(runs)
-    save_result(results)
+    save_result(await run_entries(tb, job["entries"]))

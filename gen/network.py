@@ -26,7 +26,8 @@ from .cycles import simulate
 from .energy import EnergyTable, add_events, count_events, energy_pj
 from .traces import LayerMaps, layer_traces, nonzero_map
 
-__all__ = ["phase_maps", "estimate_network", "random_operands", "summarize", "MODES"]
+__all__ = ["phase_maps", "mode_result", "estimate_network", "random_operands", "summarize",
+           "MODES"]
 
 MODES = ("dense", "sparse")
 
@@ -54,7 +55,9 @@ def phase_maps(layer, operands, phase):
                      tuple(layer.input_hw), tuple(layer.kernel_hw))
 
 
-def _mode_result(config, maps, dense, table):
+def mode_result(config, maps, dense, table=None):
+    """``(result, effectual_macs)`` of one layer phase (:class:`~gen.traces.LayerMaps`) in one
+    mode from the cycle and energy models: the per-mode entry of :func:`estimate_network`."""
     from hw.buffer import entry_beats
     from hw.layouts import buffer_layouts
 
@@ -75,7 +78,7 @@ def _mode_result(config, maps, dense, table):
         result["output_beats"] += trace.entries["outputs"] * config.pes
         add_events(events, count_events(config, trace))
     result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
-    result["energy_pj"] = energy_pj(config, events, table)
+    result["energy_pj"] = energy_pj(config, events, table or EnergyTable())
     return result, effectual
 
 
@@ -105,7 +108,7 @@ def estimate_network(config, layers, operands, *, progress=False, table=None):
             entry = {"layer": layer.name, "phase": phase, "kind": layer.kind,
                      "x_source": layer.x_source}
             for mode in MODES:
-                entry[mode], effectual = _mode_result(config, maps, mode == "dense", table)
+                entry[mode], effectual = mode_result(config, maps, mode == "dense", table)
             entry["dense_macs"] = entry["dense"]["issued_macs"]
             entry["effectual_macs"] = effectual
             entry["densities"] = {name: float(getattr(maps, name).mean())

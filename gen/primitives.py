@@ -14,6 +14,7 @@ Packing uses the payload layouts of :mod:`hw.layouts` built from the same
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from pruning import golden
 
 __all__ = ["RowTask", "OutputRow", "TaskTile", "make_output_row", "make_output_rows",
            "row_tiling", "LayerRows", "layer_output_rows", "wg_kernel_rows", "check_fits",
-           "Packer"]
+           "Packer", "pack_payload"]
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,13 @@ def row_tiling(config, phase, *, in_width, kernel, stride, pad):
     return plan
 
 
+def _read_only(*arrays):
+    for array in arrays:
+        array.setflags(write=False)
+    return arrays
+
+
+@functools.lru_cache(maxsize=4096)
 def task_slots(phase, a_len, kernel, *, stride, pad, in_width, out_width):
     """``(a_index, b_index, o_index)`` of every MAC slot of one task, as the PE decodes it.
 
@@ -227,21 +235,22 @@ def task_slots(phase, a_len, kernel, *, stride, pad, in_width, out_width):
     ``o = i*U + s - P``, ``0 <= o < W``, reading ``b[s]``; WG reads
     ``b[i*U + s - P]`` (``0..W-1``) and writes ``o = s``. ``P``, ``W`` and
     ``F`` are the task's fields, so the same rule serves a tile of a row.
+    The arrays are shared between calls (cached) and read-only.
     """
     i, s = np.meshgrid(np.arange(a_len), np.arange(kernel), indexing="ij")
     if phase == "ff":
         moved = i + pad - s
         valid = (moved >= 0) & (moved % stride == 0) & (moved // stride < out_width)
-        return i[valid], s[valid], (moved // stride)[valid]
+        return _read_only(i[valid], s[valid], (moved // stride)[valid])
     moved = i * stride + s - pad
     valid = (moved >= 0) & (moved < in_width)
     if phase == "bp":
-        return i[valid], s[valid], moved[valid]
-    return i[valid], moved[valid], s[valid]
+        return _read_only(i[valid], s[valid], moved[valid])
+    return _read_only(i[valid], moved[valid], s[valid])
 
 
 def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width, mask=None,
-                     dense=False, kernel_rows=1):
+                     dense=False, kernel_rows=1, expected=None):
     """Tasks and golden results of one layer output row, tiled to fit ``max_row``.
 
     Parameters
@@ -259,6 +268,10 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
         S and W of the layer row; F follows.
     mask : row or None
         BP output mask over W.
+    expected : row or None
+        The golden output row, when the caller has it (a slice of the
+        whole layer's golden result); else it is the sum of the primitives'
+        golden rows. Either way the tasks' products must add up to it.
 
     Returns
     -------
@@ -278,23 +291,48 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
     if phase == "bp" and mask is not None:
         row_mask = (np.asarray(mask) != 0).astype(np.int64)
     b_len = in_width if phase == "wg" else kernel
-    rows = [(np.asarray(a, dtype=np.int64),
-             np.zeros(b_len, np.int64) if b is None else np.asarray(b, dtype=np.int64),
-             int(rest[0]) if rest else 0, b is not None) for a, b, *rest in primitives]
-    expected = np.zeros(out_len, dtype=np.int64)
-    for a, b, offset, _ in rows:
-        _check_values(config, "streamed row", a)
-        _check_values(config, "stationary row", b)
-        if offset and (phase != "wg" or offset % kernel or offset + kernel > out_len):
-            raise ValueError(f"offset {offset} is not a kernel row of a {phase} row of "
-                             f"{out_len} outputs")
+    a_len = in_width if phase == "ff" else out_width
+    count = len(primitives)
+    # All primitives of a row have the same lengths: the numeric work is done
+    # on (primitive, element) arrays at once.
+    streamed = np.zeros((count, a_len), np.int64)
+    stationary = np.zeros((count, b_len), np.int64)
+    offsets = np.zeros(count, np.int64)
+    present = np.ones(count, bool)
+    for number, (a, b, *rest) in enumerate(primitives):
+        for name, row, length, table in (("a", a, a_len, streamed), ("b", b, b_len, stationary)):
+            if row is None and name == "b":
+                present[number] = False
+                continue
+            row = np.asarray(row)
+            if row.shape != (length,):
+                raise ValueError(f"len({name}) must be {length} for a {phase} row with input "
+                                 f"{in_width}, kernel {kernel}, stride {stride}, pad {pad}, "
+                                 f"not {row.shape}")
+            table[number] = row
+        offsets[number] = int(rest[0]) if rest else 0
+    _check_values(config, "streamed row", streamed)
+    _check_values(config, "stationary row", stationary)
+    bad = offsets[(offsets != 0) & ((phase != "wg") | (offsets % kernel != 0)
+                                    | (offsets + kernel > out_len))]
+    if bad.size:
+        raise ValueError(f"offset {int(bad[0])} is not a kernel row of a {phase} row of "
+                         f"{out_len} outputs")
+    if expected is None:
+        expected = np.zeros(out_len, dtype=np.int64)
         if phase == "wg":
-            expected[offset:offset + kernel] += golden.row_primitive(phase, a, b, stride, pad,
-                                                                     kernel)
-        else:
-            expected += golden.row_primitive(phase, a, b, stride, pad,
-                                             None if phase == "ff" else out_len, row_mask)
+            rows = golden.row_primitives(phase, streamed, stationary, stride, pad, kernel)
+            np.add.at(expected, offsets[:, None] + np.arange(kernel), rows)
+        elif count:
+            expected += golden.row_primitives(phase, streamed, stationary, stride, pad,
+                                              None if phase == "ff" else out_len,
+                                              row_mask).sum(axis=0)
+    else:
+        expected = np.asarray(expected, dtype=np.int64)
+        if expected.shape != (out_len,):
+            raise ValueError(f"expected must have shape {(out_len,)}, not {expected.shape}")
     last_offset = out_len - kernel if phase == "wg" else 0
+    numbers = np.arange(count)
 
     result = []
     for columns, parts in row_tiling(config, phase, in_width=in_width, kernel=kernel,
@@ -305,27 +343,36 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
         tile_mask = row_mask[columns] if phase == "bp" else None
         computed = np.zeros(tile_len, dtype=np.int64)
         dense_macs = effectual_macs = 0
+        # Per task tile: the primitives' tiles and the MACs each element issues.
+        per_part = []
+        for part in parts:
+            a_tiles, b_tiles = streamed[:, part.a_slice], stationary[:, part.b_slice]
+            a_index, b_index, o_index = task_slots(
+                phase, a_tiles.shape[1], kernel, stride=stride, pad=part.pad,
+                in_width=part.in_width, out_width=part.out_width)
+            a_values, b_values = a_tiles[:, a_index], b_tiles[:, b_index]
+            effectual = (a_values != 0) & (b_values != 0)
+            if tile_mask is not None:
+                effectual &= tile_mask[o_index] != 0
+            which, slot = np.nonzero(effectual)
+            np.add.at(computed, o_index[slot] + offsets[which],
+                      a_values[which, slot] * b_values[which, slot])
+            per_effectual = np.zeros(a_tiles.shape, np.int64)
+            np.add.at(per_effectual, (which, a_index[slot]), 1)
+            per_dense = np.bincount(a_index, minlength=a_tiles.shape[1])
+            dense_macs += int(per_dense.sum()) * int(present.sum())
+            effectual_macs += int(which.size)
+            per_part.append((part, a_tiles, b_tiles, per_dense, per_effectual))
         candidates = []
-        for a, b, offset, present in rows:
-            for part in parts:
-                a_tile, b_tile = a[part.a_slice], b[part.b_slice]
-                a_index, b_index, o_index = task_slots(
-                    phase, a_tile.size, kernel, stride=stride, pad=part.pad,
-                    in_width=part.in_width, out_width=part.out_width)
-                effectual = (a_tile[a_index] != 0) & (b_tile[b_index] != 0)
-                if tile_mask is not None:
-                    effectual &= tile_mask[o_index] != 0
-                np.add.at(computed, o_index[effectual] + offset,
-                          a_tile[a_index[effectual]] * b_tile[b_index[effectual]])
-                per_dense = np.bincount(a_index, minlength=a_tile.size) * present
-                per_effectual = np.bincount(a_index[effectual], minlength=a_tile.size)
-                dense_macs += int(per_dense.sum())
-                effectual_macs += int(per_effectual.sum())
+        for number in numbers.tolist():
+            for part, a_tiles, b_tiles, per_dense, per_effectual in per_part:
+                a_tile = a_tiles[number]
                 indices = np.arange(a_tile.size) if dense else np.flatnonzero(a_tile)
                 if indices.size:
-                    issued = per_dense if dense else per_effectual
-                    candidates.append((a_tile, b_tile, part, indices,
-                                       [int(issued[i]) for i in indices], offset, present))
+                    issued = per_dense * int(present[number]) if dense else per_effectual[number]
+                    candidates.append((a_tile, b_tiles[number], part, indices,
+                                       issued[indices].tolist(), int(offsets[number]),
+                                       bool(present[number])))
         # The tiling is host arithmetic; check it against the golden row first.
         if not np.array_equal(computed, expected[columns]):
             raise RuntimeError(f"internal error: the tiling of a {phase} row (W {in_width}, "
@@ -340,15 +387,15 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
                                         else 1, tile_len if phase == "ff" else 1),
                                np.zeros(0, int), [], last_offset, True))
         tasks, issued_per_task = [], []
-        mask_tuple = tuple(int(v) for v in tile_mask) if tile_mask is not None else ()
-        for number, (a_tile, b_tile, part, indices, issued, offset, present) \
+        mask_tuple = tuple(tile_mask.tolist()) if tile_mask is not None else ()
+        for number, (a_tile, b_tile, part, indices, issued, offset, here) \
                 in enumerate(candidates):
             tasks.append(RowTask(
                 phase=phase, stride=stride, pad=part.pad, kernel=kernel, in_width=part.in_width,
-                out_width=part.out_width, stationary=tuple(int(v) for v in b_tile),
+                out_width=part.out_width, stationary=tuple(b_tile.tolist()),
                 mask=mask_tuple, dense=dense, row_last=number == len(candidates) - 1,
-                elements=tuple((int(a_tile[i]), int(i)) for i in indices), offset=offset,
-                present=present))
+                elements=tuple(zip(a_tile[indices].tolist(), indices.tolist())), offset=offset,
+                present=here))
             issued_per_task.append(issued)
         result.append((columns, OutputRow(tasks, expected[columns].copy(), dense_macs,
                                           effectual_macs, issued_per_task)))
@@ -521,9 +568,13 @@ class LayerRows:
         ``splits`` > 1); ``idle``: the same streamed rows with zero stationary rows
         (a PE without a row of its own in a group)."""
         primitives, row_mask = self.primitives(key)
+        expected = None
         if self.splits > 1:
             first, stop = (len(primitives) * n // self.splits for n in (piece, piece + 1))
             primitives = primitives[first:stop]
+        elif not idle:
+            # The whole row: its golden values are a slice of the layer's.
+            expected = self.output_view(self.golden_output, key, slice(None))
         if idle:
             primitives = [(a, None if b is None else np.zeros_like(b), *rest)
                           for a, b, *rest in primitives]
@@ -531,7 +582,16 @@ class LayerRows:
             if self.phase == "wg" and not self.transposed else 1
         return make_output_rows(config, self.task_phase, primitives, stride=self.stride,
                                 pad=self.pad, kernel=self.task_kernel, in_width=self.w_len,
-                                mask=row_mask, dense=dense, kernel_rows=kernel_rows)
+                                mask=row_mask, dense=dense, kernel_rows=kernel_rows,
+                                expected=expected)
+
+    @functools.cached_property
+    def golden_output(self):
+        """The layer's exact result (:func:`pruning.golden.conv_phase`), computed once."""
+        return golden.conv_phase(self.phase, x=self.x, w=self.w, dy=self.dy, mask=self.mask,
+                                 stride=self.stride, pad=self.pad,
+                                 input_hw=(self.h_len, self.w_len),
+                                 kernel_hw=(self.r_len, self.s_len))
 
     @classmethod
     def for_config(cls, config, phase, *, x=None, w=None, dy=None, mask=None, stride, pad,
@@ -694,22 +754,69 @@ def layer_output_rows(config, phase, *, x=None, w=None, dy=None, mask=None, stri
             yield (*keys[position], columns), row
 
 
+def _field_packer(shape):
+    """A function ``value -> bits`` for an Amaranth shape or data layout: the bits
+    ``Layout.const(value).as_bits()`` has, built once per layout (``const``
+    itself costs tens of microseconds per field, and a layer has millions)."""
+    from amaranth.hdl import Shape, ShapeCastable
+    from amaranth.lib import data
+
+    if isinstance(shape, data.StructLayout):
+        fields = [(name, field.offset, _field_packer(field.shape)) for name, field in shape]
+        return lambda value: sum(pack(value[name]) << offset for name, offset, pack in fields)
+    if isinstance(shape, data.ArrayLayout):
+        width, pack = Shape.cast(shape.elem_shape).width, _field_packer(shape.elem_shape)
+        length = shape.length
+
+        def pack_array(value):
+            if len(value) != length:
+                raise ValueError(f"an array of {length} elements, not {len(value)}")
+            return sum(pack(item) << (index * width) for index, item in enumerate(value))
+        return pack_array
+    cast = Shape.cast(shape)
+    width, signed = cast.width, cast.signed
+    low, high = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+    mask = (1 << width) - 1
+    enum = isinstance(shape, ShapeCastable)
+
+    def pack_value(value):
+        value = value.value if enum and not isinstance(value, int) else value
+        if not low <= value <= high:
+            raise ValueError(f"{value!r} does not fit {cast}")
+        return value & mask
+    return pack_value
+
+
+_PACKERS = {}
+
+
+def pack_payload(layout, values):
+    """The bits of ``values`` in ``layout`` as an unsigned int, as
+    ``layout.const(values).as_bits()`` gives them, refusing a value that does
+    not fit its field."""
+    # By identity: comparing layouts for equality costs more than packing.
+    # The layout is kept with its packer, so its id is not reused.
+    cached = _PACKERS.get(id(layout))
+    if cached is None:
+        cached = _PACKERS[id(layout)] = (layout, _field_packer(layout))
+    return cached[1](values)
+
+
 class Packer:
     """Pack tasks and elements into the PE's payload bits, unpack results."""
 
     def __init__(self, config):
-        from amaranth.hdl import Const
         from hw.layouts import Phase, element_layout, result_layout, task_layout
 
         self._config = config
-        self._const = Const
         self._phase = {name: Phase(code) for name, code in PHASE_CODES.items()}
         self.task_layout = task_layout(config)
         self.element_layout = element_layout(config)
         self.result_layout = result_layout(config)
+        self._bundle_layout = None
 
     def _bits(self, layout, values):
-        return self._const.cast(layout.const(values).as_value()).value
+        return pack_payload(layout, values)
 
     def task(self, task):
         return self._bits(self.task_layout, self._task_values(task))
@@ -746,7 +853,9 @@ class Packer:
                 raise ValueError("tasks of one bundle must share geometry and streamed elements")
         present = [here and task.present
                    for here, task in zip(present or [True] * len(tasks), tasks)]
-        return self._bits(bundle_layout(self._config), {
+        if self._bundle_layout is None:
+            self._bundle_layout = bundle_layout(self._config)
+        return self._bits(self._bundle_layout, {
             "task": self._task_values(first),
             "stationary": [self._padded(task.stationary) for task in tasks],
             "mask": [self._mask_bits(task.mask) for task in tasks],

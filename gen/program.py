@@ -174,10 +174,12 @@ class _RunBuilder:
                                        else [int(v) for v in row.expected])
 
     def finish(self):
+        from gen.primitives import pack_payload
+
         config, stream = self.config, self.config.stream_width
         loads = {name: [] for name in ("program", "operand", "stationary", "mask")}
         for command in self.commands:
-            bits = self.command_layout.const(command).as_bits()
+            bits = pack_payload(self.command_layout, command)
             loads["program"] += _split(bits, self.widths["program"], stream)
         for _, task in sorted(self.operands.values(), key=lambda item: item[0]):
             for bits in self.packer.beats(task):

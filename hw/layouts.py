@@ -1,8 +1,12 @@
 """Payload layouts of the PE's streams, derived from one :class:`~hw.config.AccelConfig`.
 
 The host side (drivers, test benches) packs and unpacks these same layouts,
-so a field's position is never written down twice.
+so a field's position is never written down twice. Each layout is built
+once per config (the functions are cached; layouts are immutable), so the
+host's packers can key on the layout object.
 """
+
+import functools
 
 from amaranth import signed, unsigned
 from amaranth.lib import data, enum
@@ -21,6 +25,7 @@ class Phase(enum.Enum, shape=2):
     WG = PHASE_CODES["wg"]
 
 
+@functools.lru_cache(maxsize=None)
 def task_layout(config):
     """One row primitive: its geometry, its stationary row and the BP output mask.
 
@@ -48,6 +53,7 @@ def task_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def element_layout(config):
     """One beat of the streamed row: up to ``elements_per_beat`` elements.
 
@@ -63,6 +69,7 @@ def element_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def result_layout(config):
     """One output of a drained row, in order; ``last`` marks the row's final output."""
     return data.StructLayout({
@@ -71,6 +78,7 @@ def result_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def window_layout(config):
     """A streamed element with its decoded window of ``max_kernel`` slots.
 
@@ -92,6 +100,7 @@ def window_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def bundle_layout(config):
     """One row primitive for every PE of the array: shared geometry, own rows.
 
@@ -111,6 +120,7 @@ def bundle_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def array_result_layout(config):
     """One beat of the array's outputs: a lane per PE, each with its own valid bit.
 
@@ -126,6 +136,7 @@ def array_result_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def command_layout(config):
     """One row command of the program buffer: one array bundle, by reference.
 
@@ -161,12 +172,14 @@ def command_layout(config):
     })
 
 
+@functools.lru_cache(maxsize=None)
 def stationary_layout(config):
     """One stationary-buffer entry: a ``max_row`` row per PE."""
     return data.ArrayLayout(data.ArrayLayout(signed(config.data_width), config.max_row),
                             config.pes)
 
 
+@functools.lru_cache(maxsize=None)
 def mask_layout(config):
     """One mask-buffer entry: a ``max_row``-bit BP output mask per PE."""
     return data.ArrayLayout(unsigned(config.max_row), config.pes)

@@ -1,4 +1,5 @@
-"""Command line of the golden model: ``python -m pruning digits-accuracy``."""
+"""Command line of the golden model: ``python -m pruning digits-accuracy`` (float training
+with pruning) and ``python -m pruning train-int`` (the golden integer training loop)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 
 from .cli import positive_int, rate, run_command
+from .integer_training import add_training_arguments
 
 
 def digits_accuracy(args):
@@ -41,6 +43,22 @@ def digits_accuracy(args):
         print(f"largest accuracy loss against dense: {100 * max(worst, 0.0):.2f} points")
 
 
+def train_int(args):
+    from .integer_training import IntegerCNNTrainer, settings_from_arguments
+
+    settings = settings_from_arguments(args)
+    trainer = IntegerCNNTrainer(settings)
+    before = trainer.accuracy()
+    for _ in range(args.steps):
+        record = trainer.step()
+        densities = record.densities
+        print(f"step {record.step:3d}: loss {record.loss:.4f}, dy density "
+              + ", ".join(f"{layer} {densities['dy'][layer]:.2f}->"
+                          f"{densities['dy_pruned'][layer]:.2f}" for layer in densities["dy"]))
+    print(f"test accuracy {100 * before:.1f}% -> {100 * trainer.accuracy():.1f}% "
+          f"({len(trainer.test_labels)} held-out digits)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m pruning", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,8 +70,11 @@ def main(argv=None):
     digits.add_argument("--epochs", type=positive_int, default=30)
     digits.add_argument("--seed", type=int, default=0)
     digits.add_argument("--json", help="also write the results to this JSON file")
+    train = commands.add_parser(
+        "train-int", help="the golden integer training loop of `make train-rtl`, alone (seconds)")
+    add_training_arguments(train)
     args = parser.parse_args(argv)
-    run_command({"digits-accuracy": digits_accuracy}[args.command], args)
+    run_command({"digits-accuracy": digits_accuracy, "train-int": train_int}[args.command], args)
 
 
 if __name__ == "__main__":

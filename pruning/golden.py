@@ -18,6 +18,7 @@ Indices that fall into the padding read zero and cost no work.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "count_macs",
     "row_output_length",
     "row_primitive",
+    "row_primitives",
     "row_macs",
     "row_macs_per_element",
 ]
@@ -373,8 +375,10 @@ def row_output_length(phase, a_len, b_len, stride, pad, out_len=None):
     return out_len
 
 
+@functools.lru_cache(maxsize=4096)
 def _row_index_pairs(phase, a_len, b_len, out_len, stride, pad):
-    """``(a_index, b_index, o_index)`` of every dense MAC of a row primitive."""
+    """``(a_index, b_index, o_index)`` of every dense MAC of a row primitive
+    (cached: shared between calls, read-only)."""
     if phase == "ff":        # o[f] += a[fU+s-P] * b[s]
         f, s = np.meshgrid(np.arange(out_len), np.arange(b_len), indexing="ij")
         a_index, b_index, o_index = f * stride + s - pad, s, f
@@ -387,21 +391,30 @@ def _row_index_pairs(phase, a_len, b_len, out_len, stride, pad):
         f, s = np.meshgrid(np.arange(a_len), np.arange(out_len), indexing="ij")
         a_index, b_index, o_index = f, f * stride + s - pad, s
         valid = (b_index >= 0) & (b_index < b_len)
-    return a_index[valid], b_index[valid], o_index[valid]
+    pairs = a_index[valid], b_index[valid], o_index[valid]
+    for array in pairs:
+        array.setflags(write=False)
+    return pairs
 
 
 def _row_setup(phase, a, b, stride, pad, out_len, mask):
     a = _as_row("a", a)
     b = _as_row("b", b)
     out_len = row_output_length(phase, a.size, b.size, stride, pad, out_len)
-    if mask is not None:
-        if phase != "bp":
-            raise ValueError(f"an output mask applies to phase bp only, not {phase}")
-        mask = _as_row("mask", mask, allow_bool=True)
-        if mask.size != out_len:
-            raise ValueError(f"mask must have length {out_len}, not {mask.size}")
+    mask = _check_row_mask(phase, mask, out_len)
     pairs = _row_index_pairs(phase, a.size, b.size, out_len, stride, pad)
     return a, b, out_len, mask, pairs
+
+
+def _check_row_mask(phase, mask, out_len):
+    if mask is None:
+        return None
+    if phase != "bp":
+        raise ValueError(f"an output mask applies to phase bp only, not {phase}")
+    mask = _as_row("mask", mask, allow_bool=True)
+    if mask.size != out_len:
+        raise ValueError(f"mask must have length {out_len}, not {mask.size}")
+    return mask
 
 
 def row_primitive(phase, a, b, stride, pad, out_len=None, mask=None):
@@ -432,6 +445,29 @@ def row_primitive(phase, a, b, stride, pad, out_len=None, mask=None):
     if mask is not None:
         out[mask == 0] = 0
     return out
+
+
+def row_primitives(phase, a, b, stride, pad, out_len=None, mask=None):
+    """:func:`row_primitive` of many primitives of the same geometry at once.
+
+    ``a`` and ``b`` are 2-D: one streamed and one stationary row per
+    primitive (``a[i]`` with ``b[i]``); ``mask`` (BP) is one row shared by
+    all. Returns the ``int64`` output rows, one per primitive.
+    """
+    a = _as_int_array("a", a, 2)[0]
+    b = _as_int_array("b", b, 2)[0]
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"a and b must hold as many rows, not {a.shape[0]} and {b.shape[0]}")
+    out_len = row_output_length(phase, a.shape[1], b.shape[1], stride, pad, out_len)
+    mask = _check_row_mask(phase, mask, out_len)
+    a_index, b_index, o_index = _row_index_pairs(phase, a.shape[1], b.shape[1], out_len,
+                                                 stride, pad)
+    _check_no_overflow(a, b, max(a.shape[1], b.shape[1]))
+    out = np.zeros((out_len, a.shape[0]), dtype=np.int64)
+    np.add.at(out, o_index, (a[:, a_index] * b[:, b_index]).T)
+    if mask is not None:
+        out[mask == 0] = 0
+    return out.T.copy()
 
 
 def row_macs(phase, a, b, stride, pad, out_len=None, mask=None):

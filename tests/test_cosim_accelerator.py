@@ -76,3 +76,34 @@ def test_runs_respect_the_capacity():
         assert run.outputs_per_pe <= capacity.outputs
     # Every bundle of every group is in exactly one run.
     assert sum(run.commands for run in runs) == sum(len(rows[0].tasks) for _, _, rows in groups)
+
+
+def test_a_session_runs_job_after_job_like_separate_simulators():
+    from cosim.accel_jobs import accelerator_session, make_entry, run_accelerator
+
+    run = _small_run()
+    entries = [make_entry([run], label="session")]
+    alone = run_accelerator(SMALL, entries, name="alone")
+    with accelerator_session(SMALL) as session:
+        first = run_accelerator(SMALL, entries, session=session)
+        # The design is left idle: the same job again gives the same answer.
+        second = run_accelerator(SMALL, entries, session=session)
+        work = session.work
+    assert first == second == alone
+    assert not work.exists()     # a session that ended well leaves nothing behind
+
+
+def test_a_failing_job_ends_the_session_with_the_simulator_log():
+    from cosim.accel_jobs import accelerator_session, make_entry, run_accelerator
+
+    run = _small_run()
+    wrong = [list(outputs) for outputs in run.expected]
+    wrong[0][0] += 1
+    bad = make_entry([type(run)(**{**run.__dict__, "expected": wrong})], label="bad")
+    session = accelerator_session(SMALL)
+    with pytest.raises(runner.CosimError, match="PE 0 output 0 is"):
+        run_accelerator(SMALL, [bad], session=session)
+    with pytest.raises(runner.CosimError):
+        session.close()
+    with pytest.raises(runner.CosimError, match="closed"):
+        session.run([])

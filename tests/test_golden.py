@@ -159,6 +159,25 @@ def test_row_primitive_matches_torch_1d(phase, kernel, stride, pad):
 
 @pytest.mark.parametrize("phase", golden.PHASES)
 @pytest.mark.parametrize("kernel,stride,pad", ROW_CASES)
+def test_row_primitives_are_row_primitive_per_row(phase, kernel, stride, pad):
+    rng = np.random.default_rng(kernel * 31 + stride * 5 + pad)
+    length = kernel + int(rng.integers(0, 20))
+    cases = [row_case(phase, kernel, stride, pad, rng, length) for _ in range(5)]
+    a = np.stack([case[0] for case in cases])
+    b = np.stack([case[1] for case in cases])
+    out_len = cases[0][2]
+    mask = (rng.random(out_len) < 0.5) if phase == "bp" else None
+    rows = golden.row_primitives(phase, a, b, stride, pad, out_len, mask)
+    assert rows.shape[0] == 5
+    for row, case in zip(rows, cases):
+        assert np.array_equal(row, golden.row_primitive(phase, case[0], case[1], stride, pad,
+                                                        out_len, mask))
+    with pytest.raises(ValueError, match="as many rows"):
+        golden.row_primitives(phase, a, b[:3], stride, pad, out_len)
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+@pytest.mark.parametrize("kernel,stride,pad", ROW_CASES)
 def test_row_macs_against_enumeration(phase, kernel, stride, pad):
     rng = np.random.default_rng(kernel * 7 + stride * 3 + pad)
     length = kernel + int(rng.integers(0, 20))
