@@ -242,6 +242,7 @@ class IntegerCNNTrainer:
             raise TypeError(f"settings must be a TrainingSettings, not {settings!r}")
         if backend is not None and not callable(backend):
             raise TypeError(f"backend must be callable, not {backend!r}")
+        _check_int("workers", workers, 1, 2)
         self.settings = settings
         self.backend = backend or golden_backend
         data = data if data is not None else load_digits_data(seed=settings.seed)
@@ -254,7 +255,6 @@ class IntegerCNNTrainer:
         self.state = self.initial_state(settings)
         self._batches = torch.Generator().manual_seed(settings.seed + 1)
         self._pruning = torch.Generator().manual_seed(settings.seed + 2)
-        _check_int("workers", workers, 1, 2)
         self._pool = concurrent.futures.ThreadPoolExecutor(workers) if workers > 1 else None
 
     @staticmethod

@@ -50,9 +50,10 @@ def test_a_difference_on_the_rtl_stops_the_run_with_its_step_and_phase(monkeypat
     def differing(config, phase, **operands):
         raise RuntimeError("RTL result differs from the golden model first at (0, 0, 0, 0)")
     monkeypatch.setattr(train, "run_layer", differing)
-    with pytest.raises(TrainingMismatch, match=r"step 1 conv1 ff on the RTL: RTL result differs"):
-        RtlBackend(SMALL)("ff", label="step 1 conv1 ff", x=np.ones((1, 1, 8, 8), int),
-                          w=np.ones((2, 1, 3, 3), int), stride=1, pad=1)
+    with RtlBackend(SMALL) as backend, pytest.raises(
+            TrainingMismatch, match=r"step 1 conv1 ff on the RTL: RTL result differs"):
+        backend("ff", label="step 1 conv1 ff", x=np.ones((1, 1, 8, 8), int),
+                w=np.ones((2, 1, 3, 3), int), stride=1, pad=1)
 
 
 def test_arguments_are_checked():
@@ -75,13 +76,17 @@ def test_the_command_line_refuses_bad_arguments():
     assert result.returncode == 2 and "p must be in [0, 1)" in result.stderr
 
 
-def test_golden_backend_and_rtl_backend_agree_on_a_layer():
+@pytest.mark.parametrize("dense", ["model", "rtl"])
+def test_golden_backend_and_rtl_backend_agree_on_a_layer(dense):
     rng = np.random.default_rng(5)
     x = rng.integers(0, 50, size=(2, 2, 8, 8)) * (rng.random((2, 2, 8, 8)) < 0.5)
     w = rng.integers(-50, 51, size=(3, 2, 3, 3))
     expected, _ = golden_backend("ff", label="t", x=x, w=w, stride=1, pad=1, kernel=(3, 3))
-    result, report = RtlBackend(SMALL)("ff", label="t", x=x, w=w, stride=1, pad=1,
-                                       kernel=(3, 3))
+    with RtlBackend(SMALL, dense=dense) as backend:
+        result, report = backend("ff", label="t", x=x, w=w, stride=1, pad=1, kernel=(3, 3))
     assert np.array_equal(result, expected)
-    assert report["cycles"] > 0 and report["dense_cycles"] >= report["cycles"]
+    assert report["dense_source"] == dense
+    assert report["cycles"] > 0 and report["dense_cycles"] > report["cycles"]
+    # Dense from the RTL or from the model: the model is within its tolerance of the RTL.
+    assert abs(report["dense_cycles"] / report["model_dense"]["cycles"] - 1) <= TOLERANCE
     assert report["model_dense"]["energy_pj"] > report["model_sparse"]["energy_pj"]
