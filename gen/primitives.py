@@ -332,7 +332,6 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
         if expected.shape != (out_len,):
             raise ValueError(f"expected must have shape {(out_len,)}, not {expected.shape}")
     last_offset = out_len - kernel if phase == "wg" else 0
-    numbers = np.arange(count)
 
     result = []
     for columns, parts in row_tiling(config, phase, in_width=in_width, kernel=kernel,
@@ -364,7 +363,7 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
             effectual_macs += int(which.size)
             per_part.append((part, a_tiles, b_tiles, per_dense, per_effectual))
         candidates = []
-        for number in numbers.tolist():
+        for number in range(count):
             for part, a_tiles, b_tiles, per_dense, per_effectual in per_part:
                 a_tile = a_tiles[number]
                 indices = np.arange(a_tile.size) if dense else np.flatnonzero(a_tile)
@@ -813,7 +812,6 @@ class Packer:
         self.task_layout = task_layout(config)
         self.element_layout = element_layout(config)
         self.result_layout = result_layout(config)
-        self._bundle_layout = None
 
     def _bits(self, layout, values):
         return pack_payload(layout, values)
@@ -853,9 +851,7 @@ class Packer:
                 raise ValueError("tasks of one bundle must share geometry and streamed elements")
         present = [here and task.present
                    for here, task in zip(present or [True] * len(tasks), tasks)]
-        if self._bundle_layout is None:
-            self._bundle_layout = bundle_layout(self._config)
-        return self._bits(self._bundle_layout, {
+        return self._bits(bundle_layout(self._config), {
             "task": self._task_values(first),
             "stationary": [self._padded(task.stationary) for task in tasks],
             "mask": [self._mask_bits(task.mask) for task in tasks],

@@ -437,14 +437,8 @@ def row_primitive(phase, a, b, stride, pad, out_len=None, mask=None):
     -------
     numpy int64 row of length ``out_len``.
     """
-    a, b, out_len, mask, (a_index, b_index, o_index) = _row_setup(
-        phase, a, b, stride, pad, out_len, mask)
-    _check_no_overflow(a, b, max(a.size, b.size))
-    out = np.zeros(out_len, dtype=np.int64)
-    np.add.at(out, o_index, a[a_index] * b[b_index])
-    if mask is not None:
-        out[mask == 0] = 0
-    return out
+    return row_primitives(phase, _as_row("a", a)[None], _as_row("b", b)[None], stride, pad,
+                          out_len, mask)[0]
 
 
 def row_primitives(phase, a, b, stride, pad, out_len=None, mask=None):

@@ -384,15 +384,15 @@ class IntegerCNNTrainer:
             record.densities.setdefault("dy_pruned", {})[layer] = _density(dy_pruned)
             # WG and BP of a layer need only dy: with two workers they run at once.
             weight_grad = self._submit(record, layer, "wg", x=act["x"], dy=dy_pruned)
+            input_grad = None       # the first layer has no BP: nothing below needs dx
             if layer != LAYERS[0]:
                 mask = (act["x"] != 0).to(torch.int64)
                 record.densities.setdefault("mask", {})[layer] = _density(mask)
                 w, w_frac = weights[layer]
                 input_grad = self._submit(record, layer, "bp", dy=dy_pruned, w=w, mask=mask)
             grads[layer] = (weight_grad.result(), act["x_frac"] + dy_frac)
-            if layer == LAYERS[0]:
-                break
-            grad, grad_frac = narrow(input_grad.result(), dy_frac + w_frac, width)
+            if input_grad is not None:
+                grad, grad_frac = narrow(input_grad.result(), dy_frac + w_frac, width)
         record.saturated += self._update(grads)
         self.state.steps += 1
         record.seconds = time.perf_counter() - started
