@@ -13,8 +13,8 @@ CONFIG ?= default
 # Preset of the co-simulation regression (`make cosim`).
 COSIM_CONFIG ?= small
 
-.PHONY: setup verilog synth test cosim layer-speedup digits-accuracy pe-speedup report train-rtl \
-        clean distclean
+.PHONY: setup verilog synth test cosim cosim-random layer-speedup digits-accuracy pe-speedup \
+        report train-rtl clean distclean
 
 setup: $(STAMP)
 
@@ -38,6 +38,13 @@ test: setup
 # The whole-layer co-simulation regression on the top level, with summary tables.
 cosim: setup
 	$(PY) -m cosim regression --config $(COSIM_CONFIG)
+
+# COUNT constrained-random layer phases of seed SEED on the top level, dense and
+# sparse, bit-exact with the golden model (`python -m cosim random`).
+SEED  ?= 1
+COUNT ?= 200
+cosim-random: setup
+	$(PY) -m cosim random --seed $(SEED) --count $(COUNT) --config $(COSIM_CONFIG) --jobs $(JOBS)
 
 # Dense vs sparse cycles of every conv layer of a real network on the top level.
 layer-speedup: setup

@@ -3,13 +3,17 @@
 ``python -m cosim layer ...`` runs one convolution layer phase on the emitted
 RTL; ``python -m cosim layer-speedup`` measures whole layers of a real network
 on the PE array; ``python -m cosim pe-speedup`` measures the PE on rows;
-``python -m cosim train-rtl`` trains a CNN with every convolution on the RTL.
+``python -m cosim train-rtl`` trains a CNN with every convolution on the RTL;
+``python -m cosim regression`` and ``python -m cosim random`` are the fixed and
+the constrained-random regressions of the top level.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,8 @@ from gen.layer import add_layer_arguments, load_operands
 from hw.config import PRESETS, preset
 
 from .layer import BACKENDS
-from pruning.cli import positive_int, rate, run_command
+from .random_layers import PHASES as RANDOM_PHASES
+from pruning.cli import non_negative_int, positive_int, rate, run_command
 from pruning.integer_training import add_training_arguments
 
 
@@ -30,7 +35,7 @@ def layer(args):
     # x only gives BP its input size; the layer never reads its values there.
     output, stats = run_layer(config, args.phase, **operands, stride=args.stride, pad=args.pad,
                               kernel=args.kernel, dense=args.dense, simulator=args.sim,
-                              progress=True, backend=args.backend)
+                              progress=True, backend=args.backend, waves=args.waves)
     for path in (args.out, args.stats):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, output)
@@ -46,12 +51,13 @@ def layer(args):
 
 
 def regression(args):
-    from gen.cycles import TOLERANCE
+    from gen.cycles import TOLERANCE, TOLERANCE_CYCLES
 
     from .regression import format_table, model_misses, run_regression
 
     config = preset(args.config)
-    results = run_regression(config, quick=args.quick, simulator=args.sim)
+    results = run_regression(config, quick=args.quick, simulator=args.sim, waves=args.waves,
+                             only=args.case)
     print(f"Co-simulation regression on the top level ({config.name} preset, {config.pes} PEs, "
           f"{args.sim or 'verilator'}); every output bit-exact with the golden model:")
     print()
@@ -60,10 +66,38 @@ def regression(args):
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     misses = model_misses(results)
     if misses:
-        raise RuntimeError(f"the cycle model is off by more than {100 * TOLERANCE:g}% on "
+        raise RuntimeError(f"the cycle model is off by more than {100 * TOLERANCE:g}% (and "
+                           f"{TOLERANCE_CYCLES} cycles) on "
                            f"{len(misses)} case(s): " + "; ".join(misses))
     print(f"\nthe cycle model is within {100 * TOLERANCE:g}% of the RTL on every case "
           f"(worst {100 * max(e['model_error'] for e in results):.2f}%)")
+
+
+def random_cases(args):
+    from .random_layers import format_summary, run_random
+
+    config = preset(args.config)
+    indices = args.case if args.case is not None else range(args.count)
+    print(f"Constrained-random layer phases on the top level ({config.name} preset, "
+          f"{config.pes} PEs, {args.sim or 'verilator'}): seed {args.seed}, "
+          f"{len(indices)} case(s) of {', '.join(args.phases)}, {args.jobs} job(s); each dense "
+          f"and sparse, bit-exact with the golden model", flush=True)
+    started = time.perf_counter()
+    results = run_random(config, seed=args.seed, indices=indices, phases=args.phases,
+                         jobs=args.jobs, simulator=args.sim, waves=args.waves)
+    seconds = time.perf_counter() - started
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(
+            {"config": config.name, "seed": args.seed, "seconds": seconds,
+             "cases": [{"index": r.case.index, "case": r.case.describe(), "passed": r.passed,
+                        "error": r.error, "seconds": r.seconds,
+                        "reproduce": r.case.command(config.name), **(r.entry or {})}
+                       for r in results]}, indent=2) + "\n")
+    print()
+    print(format_summary(config, results, seconds=seconds))
+    if not all(r.passed for r in results):
+        sys.exit(1)
 
 
 def layer_speedup(args):
@@ -131,6 +165,8 @@ def main(argv=None):
     run.add_argument("--backend", choices=list(BACKENDS), default="accelerator",
                      help="the top level with buffers, controller and AXI ports (default), "
                           "the PE array fed directly, or a single PE")
+    run.add_argument("--waves", default=None, metavar="FILE",
+                     help="dump an FST waveform of the layer's runs (top level, Verilator)")
     layers = commands.add_parser(
         "layer-speedup", help="dense vs sparse whole-layer cycles of a real network on the RTL")
     layers.add_argument("--config", default="small", choices=sorted(PRESETS))
@@ -149,6 +185,24 @@ def main(argv=None):
     speed.add_argument("--batch", type=positive_int, default=4, help="images in the captured batch")
     speed.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     speed.add_argument("--json", default="build/pe_speedup.json")
+    random_parser = commands.add_parser(
+        "random", help="constrained-random layer phases on the top level, dense and sparse, "
+                       "bit-exact with the golden model")
+    random_parser.add_argument("--seed", type=non_negative_int, required=True)
+    random_parser.add_argument("--count", type=positive_int, default=20,
+                               help="cases 0..COUNT-1 of the seed (default 20)")
+    random_parser.add_argument("--case", type=non_negative_int, nargs="+", default=None,
+                               metavar="I", help="run only these cases of the seed")
+    random_parser.add_argument("--config", default="small", choices=sorted(PRESETS))
+    random_parser.add_argument("--phases", nargs="+", choices=list(RANDOM_PHASES),
+                               default=list(RANDOM_PHASES))
+    random_parser.add_argument("--jobs", type=positive_int, default=2,
+                               help="simulators running cases at once (default 2)")
+    random_parser.add_argument("--sim", choices=["verilator", "icarus"], default=None)
+    random_parser.add_argument("--waves", default=None, metavar="FILE",
+                               help="dump each case's FST waveforms as FILE-<case>-<mode>.fst")
+    random_parser.add_argument("--json", default="build/random.json",
+                               help="every case's figures (default build/random.json)")
     regress = commands.add_parser(
         "regression", help="bit-exact regression of whole layers on the top level, with a "
                            "summary table")
@@ -156,6 +210,11 @@ def main(argv=None):
     regress.add_argument("--quick", action="store_true", help="only the cases make test runs")
     regress.add_argument("--sim", choices=["verilator", "icarus"], default=None)
     regress.add_argument("--json", default="build/regression.json")
+    regress.add_argument("--case", nargs="+", default=None, metavar="NAME",
+                         help="only the cases whose name contains one of these (e.g. "
+                              "'stride 4' or 'digits conv2')")
+    regress.add_argument("--waves", default=None, metavar="FILE",
+                         help="dump each case's FST waveforms as FILE-<case>-<phase>-<mode>.fst")
     train = commands.add_parser(
         "train-rtl", help="train the digits CNN with every convolution on the RTL, bit-exact "
                           "with the golden integer training loop")
@@ -169,7 +228,8 @@ def main(argv=None):
                        help="folder for train.json, loss.png and cycles.png")
     args = parser.parse_args(argv)
     run_command({"layer": layer, "layer-speedup": layer_speedup, "pe-speedup": pe_speedup,
-                 "regression": regression, "train-rtl": train_rtl}[args.command], args)
+                 "regression": regression, "random": random_cases,
+                 "train-rtl": train_rtl}[args.command], args)
 
 
 if __name__ == "__main__":

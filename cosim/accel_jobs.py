@@ -6,17 +6,31 @@ from hw.top import COUNTERS, DESTINATIONS, ERROR_BITS, REGISTERS, STATUS_BITS
 
 from . import runner
 
-__all__ = ["make_entry", "run_accelerator", "accelerator_session", "AcceleratorSession",
+__all__ = ["make_entry", "timeout_cycles", "run_accelerator", "accelerator_session", "AcceleratorSession",
            "job_constants"]
 
 
-def make_entry(runs, *, label, patterns=None, seed=0):
+def timeout_cycles(config, run):
+    """Cycles within which any correct design has been loaded with a run, has run it
+    and has streamed its outputs out, however the AXI streams pause: every
+    element's MACs one at a time, every bundle's beats, row ends and drains,
+    every load and output beat and register access paused 20 times; twice
+    over."""
+    bundles = [tasks[0] for _, _, rows in run.groups for tasks in zip(*(row.tasks for row in rows))]
+    work = sum(len(task.elements) * config.max_kernel + task.beats(config.elements_per_beat)
+               + 2 * config.max_row + 8 for task in bundles)
+    transfers = run.load_beats + run.outputs_per_pe * config.pes + 64
+    return 2 * (work + 20 * transfers) + 1000
+
+
+def make_entry(config, runs, *, label, patterns=None, seed=0):
     """One job entry: the :class:`gen.program.Run` s of a layer phase (or a part of one)."""
     return {
         "label": label,
         "patterns": patterns or {},
         "seed": seed,
-        "runs": [{"registers": run.registers, "loads": run.loads, "expected": run.expected}
+        "runs": [{"registers": run.registers, "loads": run.loads, "expected": run.expected,
+                  "timeout_cycles": timeout_cycles(config, run)}
                  for run in runs],
     }
 
@@ -27,26 +41,30 @@ def job_constants(config):
             "error_bits": ERROR_BITS, "counters": COUNTERS, "stream_width": config.stream_width}
 
 
-def run_accelerator(config, entries, *, simulator=None, name="accelerator", session=None):
+def run_accelerator(config, entries, *, simulator=None, name="accelerator", session=None,
+                    waves=None):
     """Run job entries on the top level's Verilog; per entry, per run: outputs and counters.
 
     With a ``session`` (:func:`accelerator_session`) the entries go to its
-    running simulator; else a simulator is started for them."""
+    running simulator; else a simulator is started for them (``waves``: the
+    path of its FST waveform)."""
     if session is not None:
         return session.run(entries)
     return runner.run(config, "cosim.test_accelerator",
                       {"entries": entries, **job_constants(config)}, block="accelerator",
-                      simulator=simulator, name=name)
+                      simulator=simulator, name=name, waves=waves)
 
 
 class AcceleratorSession(runner.Session):
-    """A simulator of the top level that stays up for many :func:`run_accelerator` calls."""
+    """A simulator of the top level that stays up for many :func:`run_accelerator` calls;
+    ``waves``: the path of an FST waveform of everything it runs."""
 
-    def __init__(self, config, *, simulator=None, name="session"):
+    def __init__(self, config, *, simulator=None, name="session", waves=None):
         super().__init__(config, "cosim.test_accelerator_session", block="accelerator",
-                         simulator=simulator, name=name, greeting=job_constants(config))
+                         simulator=simulator, name=name, greeting=job_constants(config),
+                         waves=waves)
 
 
-def accelerator_session(config, *, simulator=None, name="session"):
+def accelerator_session(config, *, simulator=None, name="session", waves=None):
     """An :class:`AcceleratorSession` (a context manager)."""
-    return AcceleratorSession(config, simulator=simulator, name=name)
+    return AcceleratorSession(config, simulator=simulator, name=name, waves=waves)

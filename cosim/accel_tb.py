@@ -15,7 +15,7 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
@@ -33,10 +33,12 @@ def _pauses(spec, rng):
 
 
 class TB:
+    CLOCK_NS = 10
+
     def __init__(self, dut, job):
         self.dut = dut
         self.job = job
-        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, self.CLOCK_NS, unit="ns").start())
         for prefix in ("s_axil_", "s_axis_", "m_axis_"):
             logging.getLogger(f"cocotb.{dut._name}.{prefix}").setLevel(logging.WARNING)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
@@ -53,9 +55,23 @@ class TB:
         await RisingEdge(self.dut.clk)
 
     def set_patterns(self, patterns, seed):
+        """Pause patterns (see :func:`_pauses`): ``s_axis`` (idle cycles of the
+        loads), ``m_axis`` (backpressure on the outputs) and ``s_axil`` (each
+        channel of the register master: idle requests, backpressure on
+        responses)."""
         rng = random.Random(seed)
-        self.source.set_pause_generator(_pauses(patterns.get("s_axis"), rng))
-        self.sink.set_pause_generator(_pauses(patterns.get("m_axis"), rng))
+        streams = [(self.source, "s_axis"), (self.sink, "m_axis")] + [
+            (channel, "s_axil") for channel in (
+                self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
+                self.axil.write_if.b_channel, self.axil.read_if.ar_channel,
+                self.axil.read_if.r_channel)]
+        for model, name in streams:
+            pauses = _pauses(patterns.get(name), rng)
+            model.set_pause_generator(pauses)
+            if pauses is None:
+                # cocotbext-axi leaves a stream paused if its old generator
+                # was in a pause when it was replaced.
+                model.pause = False
 
     async def write(self, name, value):
         await self.axil.write_dword(4 * self.job["registers"][name], value)
@@ -132,6 +148,12 @@ async def run_entries(tb, entries):
             tb.dut._log.info("%s: %d commands, %d load beats", label,
                              run["registers"]["COMMANDS"],
                              sum(len(b) for b in run["loads"].values()))
-            runs.append(await tb.execute(run, label))
+            try:
+                # A hung design (a lost beat, a stuck handshake) fails here, not never.
+                runs.append(await with_timeout(tb.execute(run, label),
+                                               tb.CLOCK_NS * run["timeout_cycles"], "ns"))
+            except SimTimeoutError:
+                raise AssertionError(f"{label}: not done {run['timeout_cycles']} cycles after "
+                                     f"its loads began: the design hangs") from None
         results.append(runs)
     return results

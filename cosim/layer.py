@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -27,10 +28,11 @@ from gen.cycles import predict_runs
 from gen.layer import (STATS_KEYS, LayerSpec, check_layer, compile_layer, count_macs,
                        layer_rows, layer_stats)
 from pruning import golden
+from pruning.fixedpoint import saturate
 
 from .pe_jobs import make_array_run, make_run, run_array, run_rows
 
-__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS"]
+__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS", "waves_path"]
 
 
 # Output rows (tiles of layer rows) per simulator invocation, over all PEs:
@@ -42,13 +44,61 @@ _COMMANDS_PER_CALL = 16384
 BACKENDS = ("accelerator", "array", "pe")
 
 
+def waves_path(base, *labels):
+    """The waveform file of one of several simulations a command runs: ``base``
+    with the labels before its suffix (``w.fst`` -> ``w-3-dense.fst``); None
+    when no waveforms are asked for."""
+    if base is None:
+        return None
+    base = Path(base)
+    tag = "-".join(str(label).replace(" ", "_").replace("/", "_") for label in labels)
+    return base.with_name(f"{base.stem}-{tag}{base.suffix or '.fst'}")
+
+
+def _add_outputs(config, view, values, totals):
+    """Add a row's drained ``values`` into its part of the layer's output (``view``).
+
+    Added, not assigned: the pieces of a split row add up here, and they add
+    as the PE's accumulator would have added them, saturating at
+    ``acc_width``; a clipped sum sets the layer's saturation flag as the
+    PE's sticky flag would have.
+    """
+    total, clipped = saturate(view + np.asarray(values, dtype=np.int64), config.acc_width)
+    view[...] = total
+    if clipped:
+        totals["saturated"] = 1
+
+
 def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, output,
-                     axi_patterns, session):
+                     axi_patterns, session, waves):
     """Runs of the top level (buffers, controller, AXI) -> output and counters."""
-    from .accel_jobs import make_entry, run_accelerator
+    from .accel_jobs import accelerator_session
 
     if not runs:
-        return      # no row with work (sparse mode, all-zero operands): nothing to run
+        # No row with work (sparse mode, all-zero operands): nothing to run.
+        if waves is not None and progress:
+            print(f"  no run to simulate: no waveform written to {waves}", file=sys.stderr,
+                  flush=True)
+        return
+    if waves is None:
+        _accelerator_calls(config, spec, layer, runs, simulator=simulator, progress=progress,
+                           totals=totals, output=output, axi_patterns=axi_patterns,
+                           session=session)
+        return
+    # One simulator for every run of the layer: one waveform.
+    with accelerator_session(config, simulator=simulator, name=f"waves-{spec.phase}",
+                             waves=waves) as traced:
+        _accelerator_calls(config, spec, layer, runs, simulator=simulator, progress=progress,
+                           totals=totals, output=output, axi_patterns=axi_patterns,
+                           session=traced)
+    if progress:
+        print(f"  waveform: {waves}", file=sys.stderr, flush=True)
+
+
+def _accelerator_calls(config, spec, layer, runs, *, simulator, progress, totals, output,
+                       axi_patterns, session):
+    from .accel_jobs import make_entry, run_accelerator
+
     started = time.perf_counter()
     # Runs per simulator invocation, up to _COMMANDS_PER_CALL row commands:
     # bounds the job's size and gives progress output.
@@ -62,7 +112,7 @@ def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, 
     done_runs = 0
     for chunk in calls:
         label = f"{spec.phase} runs {done_runs + 1}..{done_runs + len(chunk)}"
-        entry = make_entry(chunk, label=label, patterns=axi_patterns, seed=done_runs)
+        entry = make_entry(config, chunk, label=label, patterns=axi_patterns, seed=done_runs)
         (results,) = run_accelerator(config, [entry], simulator=simulator,
                                      name=f"layer-{spec.phase}", session=session)
         for run, result in zip(chunk, results):
@@ -71,9 +121,9 @@ def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, 
                 length = rows[0].out_len
                 for unit, key in enumerate(keys):
                     if key is not None:    # PEs without a row of their own made zeros
-                        # Added, not assigned: the pieces of a split row add up.
-                        layer.output_view(output, key, columns)[...] += \
-                            result["outputs"][unit][position:position + length]
+                        _add_outputs(config, layer.output_view(output, key, columns),
+                                     result["outputs"][unit][position:position + length],
+                                     totals)
                 position += length
             for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
                          "effectual_macs"):
@@ -107,8 +157,8 @@ def _run_groups(config, spec, layer, groups, *, pes, backend, simulator, progres
         for number, (keys, columns, group_rows) in enumerate(chunk):
             for unit, key in enumerate(keys):
                 if key is not None:    # PEs without a row of their own made zeros
-                    # Added: the pieces of a split row add up.
-                    layer.output_view(output, key, columns)[...] += result["per_pe"][unit][number]
+                    _add_outputs(config, layer.output_view(output, key, columns),
+                                 result["per_pe"][unit][number], totals)
         for name in ("cycles", "busy_cycles", "issued_macs", "effectual_macs"):
             totals[name] += result[name]
         totals["saturated"] |= result["saturated"]
@@ -120,7 +170,7 @@ def _run_groups(config, spec, layer, groups, *, pes, backend, simulator, progres
 
 def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
               kernel=None, dense=False, simulator=None, progress=False, backend="accelerator",
-              axi_patterns=None, capacity=None, session=None):
+              axi_patterns=None, capacity=None, session=None, waves=None):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
     ``output`` is the exact SPEC section 2 result as ``int64`` (raw
@@ -136,17 +186,27 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
     :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
     (:class:`gen.program.Capacity`) that forces several runs. A ``session``
     (:func:`cosim.accel_jobs.accelerator_session`) runs them on a simulator
-    that is already up, saving its start for a loop of many layers. The result is
-    also checked against the golden model; a difference raises
-    ``RuntimeError``.
+    that is already up, saving its start for a loop of many layers; ``waves``
+    (a path, the accelerator back end, no session) dumps an FST waveform of
+    the layer's runs, on a simulator of their own built with tracing. The
+    result is checked against the golden model (values, the saturation flag
+    and the effectual-MAC counter); a difference raises ``RuntimeError``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     if session is not None and (backend != "accelerator" or session.config != config):
         raise ValueError(f"a session runs the accelerator back end of its own config "
                          f"({session.config.name}), not the {backend} back end of {config.name}")
+    if waves is not None and (backend != "accelerator" or session is not None):
+        raise ValueError("waves are dumped by a simulator of the accelerator back end that the "
+                         "layer starts for itself: give no session and no other back end")
     spec = check_layer(config, phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
                        kernel=kernel)
+    # The golden result first: a layer whose saturated sums would depend on
+    # the order of their products is refused before anything is built.
+    expected, golden_saturated = golden.saturating_phase(
+        spec.phase, acc_width=config.acc_width, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+        stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw, kernel_hw=spec.kernel_hw)
     pes = config.pes if backend in ("array", "accelerator") else 1
     output = np.zeros(spec.output_shape, dtype=np.int64)
     totals = dict(cycles=0, busy_cycles=0, stall_cycles=0, issued_macs=0, effectual_macs=0,
@@ -159,14 +219,11 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         totals["model_cycles"] = predict_runs(config, runs)["cycles"]
         _run_accelerator(config, spec, layer, runs, simulator=simulator, progress=progress,
                          totals=totals, output=output, axi_patterns=axi_patterns,
-                         session=session)
+                         session=session, waves=waves)
     else:
         layer, groups = layer_rows(config, spec, pes=pes, dense=dense)
         _run_groups(config, spec, layer, groups, pes=pes, backend=backend, simulator=simulator,
                     progress=progress, totals=totals, output=output)
-    expected = golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
-                                 stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
-                                 kernel_hw=spec.kernel_hw)
     if totals["effectual_macs"] != golden_effectual:
         raise RuntimeError(f"the RTL counted {totals['effectual_macs']} effectual MACs, the "
                            f"golden model {golden_effectual}")
@@ -174,6 +231,10 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
         first = tuple(int(i) for i in np.argwhere(output != expected)[0])
         raise RuntimeError(f"RTL result differs from the golden model first at {first}: "
                            f"RTL {output[first]}, golden {expected[first]}")
+    if bool(totals["saturated"]) != golden_saturated:
+        raise RuntimeError(f"the RTL's saturation flag is {int(bool(totals['saturated']))}, but "
+                           f"the golden model's {config.acc_width}-bit sums "
+                           f"{'do' if golden_saturated else 'do not'} saturate")
     if backend != "accelerator":
         # The top level counts cycles in which no PE issues; here it follows
         # from the busy cycles, by the same definition.

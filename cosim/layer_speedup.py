@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from .layer import run_layer
+from gen.cycles import within_tolerance
+
+from .layer import run_layer, waves_path
 
 __all__ = ["phase_operands", "compare_modes", "measure_layers", "format_layer_table", "ratio",
            "model_error"]
@@ -27,13 +29,17 @@ def phase_operands(phase, *, x, w, dy, mask):
     return {"x": x, "dy": dy, "kernel": tuple(w.shape[2:])}
 
 
-def compare_modes(config, phase, operands, **options):
+def compare_modes(config, phase, operands, *, waves=None, **options):
     """Run a layer phase in dense and in sparse mode; returns the comparison.
 
     ``options`` go to :func:`~cosim.layer.run_layer` (geometry, simulator,
-    back end, ...). The ideal speedup is dense MACs over effectual MACs.
+    back end, ...); ``waves`` (a path) dumps each mode's FST waveform, as
+    ``<stem>-dense.fst`` and ``<stem>-sparse.fst``. The ideal speedup is
+    dense MACs over effectual MACs.
     """
-    stats = {dense: run_layer(config, phase, **operands, dense=dense, **options)[1]
+    stats = {dense: run_layer(config, phase, **operands, dense=dense,
+                              waves=waves_path(waves, "dense" if dense else "sparse"),
+                              **options)[1]
              for dense in (True, False)}
     dense_stats, sparse_stats = stats[True], stats[False]
     entry = {
@@ -43,11 +49,15 @@ def compare_modes(config, phase, operands, **options):
         "dense_utilization": dense_stats["pe_utilization"],
         "sparse_utilization": sparse_stats["pe_utilization"],
         "pes": sparse_stats["pes"], "runs": sparse_stats.get("runs"),
+        "saturated": sparse_stats["saturated"],
     }
     if "model_cycles" in sparse_stats:     # the top level: what the cycle model predicts
         entry["model_dense_cycles"] = dense_stats["model_cycles"]
         entry["model_sparse_cycles"] = sparse_stats["model_cycles"]
         entry["model_error"] = max(model_error(dense_stats), model_error(sparse_stats))
+        entry["model_within_tolerance"] = all(
+            within_tolerance(stats["model_cycles"], stats["cycles"])
+            for stats in (dense_stats, sparse_stats))
     # No effectual MAC at all: sparse mode sends nothing, and neither ratio exists.
     nothing = entry["sparse_cycles"] == 0 or entry["effectual_macs"] == 0
     entry["measured_speedup"] = None if nothing else \

@@ -12,7 +12,7 @@ random AXI backpressure and idle cycles on both streams.
 :func:`format_table` prints a summary line per case: dense and sparse
 cycles, measured and ideal speedup, PE utilization in both modes, and the
 cycles the cycle model (:mod:`gen.cycles`) predicts for the same programs,
-which must be within :data:`gen.cycles.TOLERANCE` of the RTL's
+which must be within the model's tolerance of the RTL's
 (:func:`model_misses` lists the cases that are not).
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from gen.program import Capacity
 
+from .layer import waves_path
 from .layer_speedup import compare_modes, phase_operands, ratio
 
 __all__ = ["Case", "cases", "run_case", "run_regression", "format_table", "model_misses"]
@@ -118,20 +119,30 @@ def cases(config, *, quick=False, seed=0, p=0.9):
     return [case for case in result if case.quick or not quick]
 
 
-def run_case(config, case, *, simulator=None):
-    """Dense and sparse runs of ``case``; returns a summary dict."""
+def run_case(config, case, *, simulator=None, waves=None):
+    """Dense and sparse runs of ``case``; returns a summary dict. ``waves``: the path
+    stem of the two modes' FST waveforms."""
     return {"case": case.name,
             **compare_modes(config, case.phase, case.operands, stride=case.stride, pad=case.pad,
                             simulator=simulator, axi_patterns=case.patterns,
-                            capacity=case.capacity)}
+                            capacity=case.capacity, waves=waves)}
 
 
-def run_regression(config, *, quick=False, simulator=None, progress=True):
+def run_regression(config, *, quick=False, simulator=None, progress=True, waves=None, only=None):
+    """Run the cases (those whose name contains one of ``only``, when given); returns
+    their summaries. ``waves``: dump each case's waveforms as
+    ``<stem>-<case>-<phase>-<mode>.fst``."""
     results = []
-    selected = cases(config, quick=quick)
+    selected = every = cases(config, quick=quick)
+    if only:
+        selected = [case for case in every if any(text in case.name for text in only)]
+        if not selected:
+            raise ValueError(f"no regression case is named like {', '.join(map(repr, only))}; "
+                             f"the cases: {', '.join(sorted({c.name for c in every}))}")
     started = time.perf_counter()
     for number, case in enumerate(selected, 1):
-        entry = run_case(config, case, simulator=simulator)
+        entry = run_case(config, case, simulator=simulator,
+                         waves=waves_path(waves, case.name, case.phase))
         results.append(entry)
         if progress:
             print(f"[{number}/{len(selected)}] {case.name} {case.phase}: bit-exact, dense "
@@ -141,12 +152,11 @@ def run_regression(config, *, quick=False, simulator=None, progress=True):
 
 
 def model_misses(results):
-    """The cases whose cycle-model prediction is off the RTL by more than the tolerance."""
-    from gen.cycles import TOLERANCE
-
+    """The cases whose cycle-model prediction is off the RTL by more than the tolerance
+    (:func:`gen.cycles.within_tolerance`)."""
     return [f"{e['case']} {e['phase']}: RTL dense/sparse {e['dense_cycles']}/"
             f"{e['sparse_cycles']}, model {e['model_dense_cycles']}/{e['model_sparse_cycles']}"
-            for e in results if e["model_error"] > TOLERANCE]
+            for e in results if not e["model_within_tolerance"]]
 
 
 def format_table(results):

@@ -23,7 +23,7 @@ from pathlib import Path
 from gen.verilog import LINT_WAIVERS, emit, verilator_env
 from hw.config import AccelConfig
 
-__all__ = ["SIMULATORS", "default_simulator", "build", "run", "Session", "serve", "load_job",
+__all__ = ["SIMULATORS", "default_simulator", "build", "build_folder", "run", "Session", "serve", "load_job",
            "save_result", "CosimError"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -88,21 +88,104 @@ def _locked(path):
 _checked = set()
 
 
-def build(config, block="sparse_pe", simulator=None):
-    """Emit ``block`` for ``config`` and build it; returns the build folder."""
+def build_folder(config, block, simulator, *, waves=False):
+    """The build folder of ``block`` for ``config``; a model that can dump
+    waveforms is a build of its own (``<block>-waves``), so that runs without
+    them keep the untraced, faster one."""
+    return BUILD_ROOT / simulator / config.name / (f"{block}-waves" if waves else block)
+
+
+# Verilator 5.048's FST writer compresses with LZ4 and zlib. The machines
+# this runs on have both libraries (Debian's base system needs them) but not
+# always LZ4's -dev package; the two functions of LZ4's stable API the writer
+# calls are declared here, and the build links the runtime library.
+_LZ4_DECLARATIONS = """\
+/* The LZ4 functions Verilator's FST writer uses (LZ4's stable API, lz4.h). */
+#ifndef LZ4_H_DECLARED_FOR_FST
+#define LZ4_H_DECLARED_FOR_FST
+#ifdef __cplusplus
+extern "C" {
+#endif
+int LZ4_compressBound(int inputSize);
+int LZ4_compress_default(const char *src, char *dst, int srcSize, int dstCapacity);
+#ifdef __cplusplus
+}
+#endif
+#endif
+"""
+
+_SYSTEM_INCLUDES = ("/usr/include", "/usr/local/include")
+
+
+def _shared_library(name):
+    """Path of the shared library ``lib<name>.so*`` the dynamic linker knows, or None."""
+    import subprocess
+
+    try:
+        listing = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True,
+                                 check=False).stdout
+    except OSError:
+        listing = ""
+    for line in listing.splitlines():
+        library, _, path = line.strip().partition(" => ")
+        if library.startswith(f"lib{name}.so") and Path(path).exists():
+            return Path(path)
+    for folder in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu",
+                   "/usr/lib/aarch64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib"):
+        found = sorted(Path(folder).glob(f"lib{name}.so*"))
+        if found:
+            return found[0]
+    return None
+
+
+def _fst_build_args(build_dir):
+    """Verilator arguments that let the FST writer compile and link on this machine."""
+    deps = build_dir / "fst-deps"
+    deps.mkdir(parents=True, exist_ok=True)
+    for header, library, package, dev_package in (("lz4.h", "lz4", "liblz4-1", "liblz4-dev"),
+                                                  ("zlib.h", "z", "zlib1g", "zlib1g-dev")):
+        path = _shared_library(library)
+        if path is None:
+            raise CosimError(f"FST waveforms need the {library} library, which the linker does "
+                             f"not know (Debian: apt-get install {package})")
+        link = deps / f"lib{library}.so"
+        if not link.exists():
+            link.symlink_to(path)
+        if not any(Path(folder, header).exists() for folder in _SYSTEM_INCLUDES):
+            if header != "lz4.h":
+                raise CosimError(f"FST waveforms need {header} (Debian: apt-get install "
+                                 f"{dev_package})")
+            (deps / header).write_text(_LZ4_DECLARATIONS)
+    return ["--trace-fst", "--trace-structs", "-CFLAGS", f"-I{deps}", "-LDFLAGS", f"-L{deps}"]
+
+
+def _check_waves(simulator):
+    if simulator != "verilator":
+        raise ValueError(f"waveforms (FST) come from Verilator's --trace-fst; the {simulator} "
+                         f"simulator does not make them")
+
+
+def build(config, block="sparse_pe", simulator=None, *, waves=False):
+    """Emit ``block`` for ``config`` and build it; returns the build folder.
+
+    ``waves``: the build that can dump an FST waveform (Verilator
+    ``--trace-fst``), in a folder of its own.
+    """
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     simulator = simulator or default_simulator()
     _prepare_environment(simulator)
-    build_dir = BUILD_ROOT / simulator / config.name / block
-    if (config, block, simulator) not in _checked:
+    if waves:
+        _check_waves(simulator)
+    build_dir = build_folder(config, block, simulator, waves=waves)
+    if (config, block, simulator, waves) not in _checked:
         with _locked(build_dir / "build.lock"):
-            _build_locked(config, block, simulator, build_dir)
-        _checked.add((config, block, simulator))
+            _build_locked(config, block, simulator, build_dir, waves)
+        _checked.add((config, block, simulator, waves))
     return build_dir
 
 
-def _build_locked(config, block, simulator, build_dir):
+def _build_locked(config, block, simulator, build_dir, waves):
     from cocotb_tools.runner import get_runner
 
     rtl_dir = build_dir / "rtl"
@@ -129,7 +212,8 @@ def _build_locked(config, block, simulator, build_dir):
             public.write_text(text)
         sources = [public, target]
         build_args = ([f"-Wno-{name}" for name in LINT_WAIVERS]
-                      + ["-Wno-fatal", "-O3", "--no-public-flat-rw"])
+                      + ["-Wno-fatal", "-O3", "--no-public-flat-rw"]
+                      + (_fst_build_args(build_dir) if waves else []))
     # A change of flags rebuilds too.
     flags = rtl_dir / "build_flags.txt"
     text = " ".join(build_args + [f"{k}={v}" for k, v in _OPTIMIZATION.items()])
@@ -141,52 +225,71 @@ def _build_locked(config, block, simulator, build_dir):
     runner = get_runner(simulator)
     runner.build(sources=sources, hdl_toplevel=block, build_dir=build_dir / "sim",
                  always=changed, timescale=("1ns", "1ps"), build_args=build_args,
-                 log_file=build_dir / "build.log")
+                 log_file=build_dir / "build.log", waves=waves)
 
 
-def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="run"):
+def run(config, test_module, job, *, block="sparse_pe", simulator=None, name="run", waves=None):
     """Run cocotb ``test_module`` on ``block`` with ``job`` (any picklable object).
 
     The job is handed to the test module through a file; the module writes
     its findings back as a pickle, which is returned. A failed cocotb test
-    raises :class:`CosimError` with the simulator log's tail.
+    raises :class:`CosimError` with the simulator log's tail. ``waves``: a
+    path for an FST waveform of the whole simulation.
     """
     simulator = simulator or default_simulator()
-    work = _work_folder(config, block, simulator, name)
+    work = _work_folder(config, block, simulator, name, waves=waves is not None)
     job_path, result_path = work / "job.pkl", work / "result.pkl"
     job_path.write_bytes(pickle.dumps(job))
     _run_tests(config, test_module, block, simulator, work,
                {"COSIM_JOB": str(job_path), "COSIM_RESULT": str(result_path)},
-               needs=result_path)
+               needs=result_path, waves=waves)
     result = pickle.loads(result_path.read_bytes())
     shutil.rmtree(work, ignore_errors=True)
     return result
 
 
-def _work_folder(config, block, simulator, name):
-    build_dir = build(config, block, simulator)
+def _work_folder(config, block, simulator, name, *, waves=False):
+    build_dir = build(config, block, simulator, waves=waves)
     (build_dir / "runs").mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=build_dir / "runs"))
 
 
-def _run_tests(config, test_module, block, simulator, work, env, needs=None):
-    """Run ``test_module`` in the simulator (blocks until it exits); CosimError on a failure."""
+def _run_tests(config, test_module, block, simulator, work, env, needs=None, waves=None):
+    """Run ``test_module`` in the simulator (blocks until it exits); CosimError on a failure.
+
+    ``waves``: the path of an FST waveform to dump (the traced build)."""
     from cocotb_tools.runner import get_results, get_runner
 
-    build_dir = BUILD_ROOT / simulator / config.name / block
+    build_dir = build_folder(config, block, simulator, waves=waves is not None)
     log, xml = work / "sim.log", work / "results.xml"
+    trace = []
+    if waves is not None:
+        waves = Path(waves).resolve()
+        waves.parent.mkdir(parents=True, exist_ok=True)
+        trace = ["--trace-file", str(waves)]
     try:
         get_runner(simulator).test(
             test_module=test_module, hdl_toplevel=block, hdl_toplevel_lang="verilog",
             build_dir=build_dir / "sim", test_dir=work, results_xml=str(xml), log_file=log,
             extra_env={**env, "PYTHONPATH": os.pathsep.join([str(ROOT)] + sys.path)},
-            timescale=("1ns", "1ps"))
+            timescale=("1ns", "1ps"), waves=waves is not None, test_args=trace)
     except SystemExit:
         pass    # cocotb's runner exits on a failed test; the results file says which
     total, failed = get_results(xml) if xml.exists() else (0, 0)
     if failed or total == 0 or (needs is not None and not needs.exists()):
-        raise CosimError(f"{test_module} failed on {config.name}/{simulator} "
-                         f"({failed} of {total} tests; files kept in {work}):\n{_tail(log)}")
+        kept = f"; waveform in {waves}" if waves is not None else ""
+        raise CosimError(f"{_assertion(log)}{test_module} failed on {config.name}/{simulator} "
+                         f"({failed} of {total} tests; files kept in {work}{kept}):\n"
+                         f"{_tail(log)}")
+
+
+def _assertion(log):
+    """The message of the test bench's failed assertion, as a first line, if the log has one."""
+    if not log.exists():
+        return ""
+    found = [line.strip() for line in log.read_text(errors="replace").splitlines()
+             if line.strip().startswith("AssertionError:")]
+    return f"{found[-1]}\n" if found else ""
 
 
 def _tail(log, lines=60):
@@ -207,14 +310,14 @@ class Session:
     """
 
     def __init__(self, config, test_module, *, block, simulator=None, name="session",
-                 greeting=None, timeout=3600.0):
+                 greeting=None, timeout=3600.0, waves=None):
         import socket
         import threading
 
         simulator = simulator or default_simulator()
         self.config, self.test_module, self.simulator = config, test_module, simulator
-        self.timeout = timeout
-        self.work = _work_folder(config, block, simulator, name)
+        self.timeout, self.waves = timeout, waves
+        self.work = _work_folder(config, block, simulator, name, waves=waves is not None)
         # Socket paths are short (108 bytes): a private folder under /tmp.
         self._socket_dir = Path(tempfile.mkdtemp(prefix="cosim-"))
         path = self._socket_dir / "jobs"
@@ -238,7 +341,8 @@ class Session:
 
     def _simulate(self, block, env):
         try:
-            _run_tests(self.config, self.test_module, block, self.simulator, self.work, env)
+            _run_tests(self.config, self.test_module, block, self.simulator, self.work, env,
+                       waves=self.waves)
         except Exception as error:      # reported by the host thread
             self._failure = error
 

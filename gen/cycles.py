@@ -23,6 +23,7 @@ The constants (two cycles of FIFO latency, the accept stage running up to
 :data:`ISSUE_LEAD` cycles ahead of the issue stage, the end of a run) follow
 the RTL in ``hw/`` and are checked by the co-simulation regression, where
 the model's cycles must be within :data:`TOLERANCE` of the RTL's
+(:func:`within_tolerance`)
 (``make cosim``, ``tests/test_cosim_accelerator.py``).
 
 The simulation itself is a loop over bundles and PEs compiled with numba.
@@ -43,11 +44,20 @@ from pruning import golden
 
 from .layer import check_layer, compile_layer, count_macs, layer_stats
 
-__all__ = ["Trace", "trace_run", "simulate", "RunCycles", "predict_runs", "estimate_layer",
-           "TOLERANCE", "ISSUE_LEAD"]
+__all__ = ["Trace", "trace_run", "simulate", "queue_timing", "RunCycles", "predict_runs", "estimate_layer",
+           "TOLERANCE", "TOLERANCE_CYCLES", "within_tolerance", "ISSUE_LEAD"]
 
-# The model's cycles agree with the RTL's within this fraction per layer.
+# The model's cycles agree with the RTL's within this fraction per layer,
+# or within TOLERANCE_CYCLES, whichever is larger: on a layer phase of a few
+# dozen cycles (a tiny random layer) one cycle is several percent.
 TOLERANCE = 0.02
+TOLERANCE_CYCLES = 2
+
+
+def within_tolerance(model_cycles, rtl_cycles):
+    """Whether the model's ``model_cycles`` are within :data:`TOLERANCE` (or
+    :data:`TOLERANCE_CYCLES`) of the RTL's ``rtl_cycles``."""
+    return abs(model_cycles - rtl_cycles) <= max(TOLERANCE * rtl_cycles, TOLERANCE_CYCLES)
 # Cycles by which a PE's accept stage may run ahead of its issue stage: the
 # element queue takes a beat only while it holds at most
 # ``queue_depth - elements_per_beat`` elements.
@@ -85,6 +95,14 @@ class Trace:
     last_issue : int32 (B, P)
         Issue cycles of the primitive's last streamed element (0: none, the
         row then needs an end marker when the primitive closes it).
+    lead_beats : int32 (B, P)
+        Beats before the first one with an element the PE issues a MAC of
+        (elements without a MAC, such as those that meet only padding, are
+        dropped as they are accepted, one beat per cycle).
+    accept_span, tail_lag, head_lag, last_mac : int32 (B, P)
+        How the element queue paces the accept of the primitive's beats
+        (:func:`queue_timing`): more than ``beats - 1`` cycles from the first
+        to the last when the queue fills.
     elements : int32 (B,)
         Streamed elements of the bundle.
     issued_macs : int
@@ -101,6 +119,11 @@ class Trace:
     works: np.ndarray
     issue: np.ndarray
     last_issue: np.ndarray
+    lead_beats: np.ndarray
+    accept_span: np.ndarray
+    tail_lag: np.ndarray
+    head_lag: np.ndarray
+    last_mac: np.ndarray
     elements: np.ndarray = None
     issued_macs: int = 0
     entries: dict = None
@@ -110,7 +133,10 @@ class Trace:
         return cls(np.zeros(bundles, np.int32), np.zeros(bundles, np.bool_),
                    np.zeros(bundles, np.int32), np.zeros((bundles, pes), np.bool_),
                    np.zeros((bundles, pes), np.bool_), np.zeros((bundles, pes), np.int32),
-                   np.zeros((bundles, pes), np.int32), np.zeros(bundles, np.int32))
+                   np.zeros((bundles, pes), np.int32), np.zeros((bundles, pes), np.int32),
+                   np.zeros((bundles, pes), np.int32), np.full((bundles, pes), -1, np.int32),
+                   np.full((bundles, pes), -1, np.int32), np.zeros((bundles, pes), np.int32),
+                   np.zeros(bundles, np.int32))
 
     @property
     def bundles(self):
@@ -144,6 +170,11 @@ def trace_run(config, run):
                     trace.works[number, unit] = True
                     trace.issue[number, unit] = sum(cycles)
                     trace.last_issue[number, unit] = cycles[-1]
+                    lead = next((i for i, n in enumerate(issued) if n), 0)
+                    trace.lead_beats[number, unit] = lead // config.elements_per_beat
+                    (trace.accept_span[number, unit], trace.tail_lag[number, unit],
+                     trace.head_lag[number, unit], trace.last_mac[number, unit]) = queue_timing(
+                        np.array(cycles, np.int64), config.elements_per_beat, config.queue_depth)
             number += 1
     return trace
 
@@ -161,8 +192,10 @@ def simulate(config, trace):
     if trace.bundles == 0:
         return RunCycles(0, 0)
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
-                             trace.works, trace.issue, trace.last_issue,
-                             config.array_queue_depth, config.psum_banks, OPERAND_RANGES)
+                             trace.works, trace.issue, trace.last_issue, trace.lead_beats,
+                             trace.accept_span, trace.tail_lag, trace.head_lag,
+                             trace.last_mac, config.array_queue_depth, config.psum_banks,
+                             OPERAND_RANGES)
     return RunCycles(int(cycles), int(busy))
 
 
@@ -219,8 +252,80 @@ def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=
 
 
 @numba.njit(cache=True)
-def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_depth, banks,
-              ranges):
+def queue_timing(cycles, per_beat, depth):
+    """How a PE's element queue paces the accept of one primitive's beats.
+
+    ``cycles`` are the issue cycles of each streamed element in stream order
+    (0: no MAC, the element is dropped as it is accepted); ``per_beat``
+    elements arrive per beat, one beat per cycle at most. As in
+    ``hw/pe.py``: a beat is accepted while the queue holds at most
+    ``depth - per_beat`` elements (a pop frees room from the next cycle),
+    the issue stage takes the oldest element when it has none or issues its
+    current element's last MAC, and a taken element issues from the next
+    cycle.
+
+    Returns ``(accept_span, tail_lag, head_lag, last_mac)``.
+    ``accept_span``: cycles from accepting the first beat to accepting the
+    last when the PE starts idle. A beat can be accepted only once the issue
+    stage has taken all but ``depth - per_beat`` of the elements before it,
+    and the beats after it follow one per cycle: ``tail_lag`` is the latest
+    of these bounds on the last beat that waits for one of this primitive's
+    own elements, in cycles from the primitive's first issue (issue running
+    without a gap), ``head_lag`` the latest that waits for the previous
+    primitive's last element, in cycles from that element's issue (-1:
+    none). ``last_mac``: the issue cycles of the last element with a MAC.
+    """
+    count = len(cycles)
+    beats = (count + per_beat - 1) // per_beat
+    # started[k]: cycles from the first issue to the issue of MAC element k.
+    started = np.zeros(count + 1, np.int64)
+    macs = 0
+    for element in range(count):
+        if cycles[element] > 0:
+            started[macs + 1] = started[macs] + cycles[element]
+            macs += 1
+    tail_lag = head_lag = -1
+    before = 0      # MAC elements in the beats before beat j
+    for j in range(1, beats):
+        for element in range((j - 1) * per_beat, j * per_beat):
+            before += cycles[element] > 0
+        waits_for = before - (depth - per_beat) - 1
+        if waits_for >= 0:
+            # Beat j waits for that element's issue; the beats after it follow
+            # one per cycle.
+            tail_lag = max(tail_lag, started[waits_for] + beats - 1 - j)
+        elif waits_for == -1:
+            # It waits for the issue of the previous primitive's last element.
+            head_lag = max(head_lag, beats - 1 - j)
+    last_mac = 0
+    for element in range(count):
+        if cycles[element] > 0:
+            last_mac = cycles[element]
+    queue = np.zeros(count + 1, np.int64)
+    head = tail = current = 0
+    cycle = beat = last_accept = 0
+    while beat < beats:
+        level = tail - head
+        popped = level > 0 and current <= 1
+        if current > 0:
+            current -= 1
+        if popped:
+            current = queue[head]
+            head += 1
+        if level <= depth - per_beat:
+            for element in range(beat * per_beat, min((beat + 1) * per_beat, count)):
+                if cycles[element] > 0:
+                    queue[tail] = cycles[element]
+                    tail += 1
+            last_accept = cycle
+            beat += 1
+        cycle += 1
+    return last_accept, tail_lag, head_lag, last_mac
+
+
+@numba.njit(cache=True)
+def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
+              span, tail_lag, head_lag, last_mac, queue_depth, banks, ranges):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
@@ -233,6 +338,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
     beats_in = np.zeros(pes, np.int64)
     done = np.zeros(pes, np.int64)
     issue_free = np.zeros(pes, np.int64)
+    # Per PE: the cycle the last element with a MAC of its previous primitive issued.
+    tail_issue = np.full(pes, -1, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
     row_open = np.zeros(pes, np.bool_)
@@ -279,8 +386,24 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
             tasks[p] += 1
             finish = -1
             if works[b, p]:
-                first = max(take + 1, first_beat + _FIFO_LATENCY, issue_free[p] - ISSUE_LEAD)
-                last = first + beats[b] - 1
+                # Beats before the first with a MAC are dropped as they arrive: only
+                # the queue's room for the others waits for the issue stage.
+                first = max(take + 1, first_beat + _FIFO_LATENCY,
+                            issue_free[p] - ISSUE_LEAD - lead_beats[b, p])
+                last = first + max(beats[b] - 1, span[b, p])
+                start = 0
+                if issue[b, p]:
+                    start = max(first + lead_beats[b, p] + _FIFO_LATENCY, issue_free[p])
+                    if not row_open[p]:
+                        start = max(start, bank_free[p, bank[p]])
+                        row_open[p] = True
+                    if tail_lag[b, p] >= 0:
+                        # The last beat waits for room that the issue of this
+                        # primitive's own elements frees.
+                        last = max(last, start + tail_lag[b, p])
+                if head_lag[b, p] >= 0 and tail_issue[p] >= 0:
+                    # ... or the previous primitive's last element.
+                    last = max(last, tail_issue[p] + head_lag[b, p])
                 done[p] = last
                 # The PE reads its beats one per cycle, but no further ahead of its
                 # issue stage than its element queue allows (MACs spread evenly).
@@ -290,10 +413,6 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
                         first + j, lead + issue[b, p] * j // beats[b])
                 beats_in[p] += beats[b]
                 if issue[b, p]:
-                    start = max(first + _FIFO_LATENCY, issue_free[p])
-                    if not row_open[p]:
-                        start = max(start, bank_free[p, bank[p]])
-                        row_open[p] = True
                     stop = start + issue[b, p]
                     if last_issue[b, p]:
                         stop = max(stop, last + _FIFO_LATENCY + last_issue[b, p])
@@ -301,6 +420,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, queue_d
                     lengths[intervals] = issue[b, p]
                     intervals += 1
                     issue_free[p] = stop
+                    tail_issue[p] = stop - last_mac[b, p]
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + _FIFO_LATENCY, issue_free[p])   # end marker

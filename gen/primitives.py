@@ -23,6 +23,7 @@ import numpy as np
 
 from hw.config import PHASE_CODES, AccelConfig
 from pruning import golden
+from pruning.fixedpoint import saturate
 
 __all__ = ["RowTask", "OutputRow", "TaskTile", "make_output_row", "make_output_rows",
            "row_tiling", "LayerRows", "layer_output_rows", "wg_kernel_rows", "check_fits",
@@ -67,7 +68,13 @@ class RowTask:
 
 @dataclass
 class OutputRow:
-    """One output row: its tasks, the golden result and the work it holds."""
+    """One output row: its tasks, the golden result and the work it holds.
+
+    ``expected`` is what the PE drains: the golden sums saturated to
+    ``acc_width`` (:func:`make_output_rows` clips them; an output whose
+    clipped value would depend on the order of its products is refused
+    before, by :func:`pruning.golden.saturating_phase`).
+    """
 
     tasks: list
     expected: np.ndarray
@@ -396,8 +403,10 @@ def make_output_rows(config, phase, primitives, *, stride, pad, kernel, in_width
                 elements=tuple(zip(a_tile[indices].tolist(), indices.tolist())), offset=offset,
                 present=here))
             issued_per_task.append(issued)
-        result.append((columns, OutputRow(tasks, expected[columns].copy(), dense_macs,
-                                          effectual_macs, issued_per_task)))
+        # What the PE drains: its accumulator saturates at acc_width.
+        drained, _ = saturate(expected[columns], config.acc_width)
+        result.append((columns, OutputRow(tasks, drained, dense_macs, effectual_macs,
+                                          issued_per_task)))
     return result
 
 

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 
-from .cycles import Trace
+from .cycles import Trace, queue_timing
 from .layer import check_mode
 from .program import Capacity
 
@@ -198,10 +198,12 @@ def _slice_ids(bounds):
 
 @numba.njit(cache=True)
 def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, phase, kernel,
-                    stride, dense, lanes):
+                    stride, dense, lanes, per_beat, queue_depth):
     """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
     issue cycles,
-    those of the last streamed element, issued and effectual MACs, and whether its
+    those of the last streamed element, the streamed elements before the first one
+    with a MAC, the queue's pacing (:func:`gen.cycles.queue_timing`), issued and
+    effectual MACs, and whether its
     stationary tile holds a nonzero. The slot rule is :func:`gen.primitives.task_slots`'."""
     prims, members = b_index.shape
     tiles = parts.shape[0]
@@ -209,6 +211,12 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
     nonzeros = np.zeros((prims, tiles), np.int64)
     issue = np.zeros((prims, tiles, members), np.int64)
     last_issue = np.zeros((prims, tiles, members), np.int64)
+    lead = np.zeros((prims, tiles, members), np.int64)
+    span = np.zeros((prims, tiles, members), np.int64)
+    tail_lag = np.full((prims, tiles, members), -1, np.int64)
+    head_lag = np.full((prims, tiles, members), -1, np.int64)
+    last_mac = np.zeros((prims, tiles, members), np.int64)
+    element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
     issued = np.zeros((prims, tiles, members), np.int64)
     effectual = np.zeros((prims, tiles, members), np.int64)
     stationary = np.zeros((prims, tiles, members), np.bool_)
@@ -233,9 +241,12 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                         break
                 cycles = 0
                 last = 0
+                streamed = 0
+                first = -1
                 for i in range(a_hi - a_lo):
                     if not (dense or a[a_lo + i]):
                         continue
+                    streamed += 1
                     valid = 0
                     useful = 0
                     for s in range(kernel):
@@ -257,22 +268,31 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                                 (phase != 1 or masks[mask_index[m], column + target]):
                             useful += 1
                     n = valid if dense else useful
+                    if n and first < 0:
+                        first = streamed - 1
                     last = (n + lanes - 1) // lanes
+                    element_cycles[streamed - 1] = last
                     cycles += last
                     issued[t, q, m] += n
                     effectual[t, q, m] += useful
                 issue[t, q, m] = cycles
                 last_issue[t, q, m] = last
-    return elements, nonzeros, issue, last_issue, issued, effectual, stationary
+                lead[t, q, m] = max(first, 0)
+                span[t, q, m], tail_lag[t, q, m], head_lag[t, q, m], last_mac[t, q, m] = \
+                    queue_timing(element_cycles[:streamed], per_beat, queue_depth)
+    return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag, last_mac,
+            issued, effectual, stationary)
 
 
 class _Group:
     """One position (tile) of one piece of one row group, as the trace needs it: per
     bundle ``beats``, ``offset`` and identity keys of its stationary and streamed rows,
-    and per bundle and PE ``takes``, ``works``, ``issue``, ``last_issue``."""
+    and per bundle and PE ``takes``, ``works``, ``issue``, ``last_issue``, ``lead_beats``,
+    ``accept_span``, ``tail_lag``, ``head_lag``, ``last_mac``."""
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "stationary_keys", "operand_keys",
-                 "mask_key", "out_len", "takes", "works", "issue", "last_issue", "issued_macs",
+                 "mask_key", "out_len", "takes", "works", "issue", "last_issue", "lead_beats",
+                 "accept_span", "tail_lag", "head_lag", "last_mac", "issued_macs",
                  "effectual_macs")
 
     @property
@@ -342,11 +362,11 @@ def _layout_groups(config, layout, pes, dense):
                     lo, hi = (count * n // layout.splits for n in (piece, piece + 1))
                     a_index, b_index = a_all[lo:hi], np.ascontiguousarray(b_all[lo:hi])
                     offset, b_key = offset_all[lo:hi], key_all[lo:hi]
-                    (elements, nonzeros, issue, last_issue, issued, effectual,
-                     stationary) = _primitive_work(
+                    (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag,
+                     last_mac, issued, effectual, stationary) = _primitive_work(
                         layout.a_rows, layout.b_rows, layout.masks, a_index, b_index,
                         mask_index, layout.parts, phase_code, layout.task_kernel,
-                        layout.stride, dense, lanes)
+                        layout.stride, dense, lanes, epb, config.queue_depth)
                     present = b_index >= 0
                     rows = []
                     work = np.zeros(members, np.int64)
@@ -429,6 +449,19 @@ def _layout_groups(config, layout, pes, dense):
                                                          issue[t_list, q_list][:, safe], 0)
                         group.last_issue[:count_t] = np.where(
                             works[:count_t], last_issue[t_list, q_list][:, safe], 0)
+                        group.lead_beats = np.zeros((bundles, pes), np.int32)
+                        group.lead_beats[:count_t] = np.where(
+                            works[:count_t], lead[t_list, q_list][:, safe] // epb, 0)
+                        group.accept_span = np.zeros((bundles, pes), np.int32)
+                        group.accept_span[:count_t] = np.where(
+                            works[:count_t], span[t_list, q_list][:, safe], 0)
+                        for name, values, none in (("tail_lag", tail_lag, -1),
+                                                   ("head_lag", head_lag, -1),
+                                                   ("last_mac", last_mac, 0)):
+                            column = np.full((bundles, pes), none, np.int32)
+                            column[:count_t] = np.where(works[:count_t],
+                                                        values[t_list, q_list][:, safe], none)
+                            setattr(group, name, column)
                         group.issued_macs = np.zeros(bundles, np.int64)
                         group.issued_macs[:count_t] = np.where(
                             works[:count_t], issued[t_list, q_list][:, safe], 0).sum(axis=1)
@@ -586,12 +619,19 @@ class _Piece:
         return False
 
 
+# Per bundle and PE columns of a trace besides ``takes`` (bool ``works``, the
+# rest int32), and the value of those that mean "none" when not 0.
+_TIMING = ("works", "issue", "last_issue", "lead_beats", "accept_span", "tail_lag", "head_lag",
+           "last_mac")
+_NONE = {"tail_lag": -1, "head_lag": -1}
+
+
 def _trace(config, parts, entries):
     """The :class:`~gen.cycles.Trace` of one run's group parts."""
     pieces = []
     for group, first, stop, partial in parts:
         columns = {}
-        for name in ("takes", "works", "issue", "last_issue"):
+        for name in ("takes", *_TIMING):
             columns[name] = getattr(group, name)[first:stop]
         beats = group.beats[first:stop]
         elements = group.elements[first:stop]
@@ -605,9 +645,9 @@ def _trace(config, parts, entries):
                 elements = np.append(elements, 0)
                 row_last = np.append(row_last, True)
                 columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
-                for name in ("works", "issue", "last_issue"):
-                    columns[name] = np.vstack([columns[name],
-                                               np.zeros((1, pes), columns[name].dtype)])
+                for name in _TIMING:
+                    columns[name] = np.vstack([columns[name], np.full(
+                        (1, pes), _NONE.get(name, 0), columns[name].dtype)])
             else:
                 row_last[-1] = True
                 columns["takes"][-1] = True
@@ -620,8 +660,8 @@ def _trace(config, parts, entries):
         out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32),
         takes=np.concatenate([p[3]["takes"] for p in pieces]),
         works=np.concatenate([p[3]["works"] for p in pieces]),
-        issue=np.concatenate([p[3]["issue"] for p in pieces]).astype(np.int32),
-        last_issue=np.concatenate([p[3]["last_issue"] for p in pieces]).astype(np.int32),
+        **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32)
+           for name in _TIMING if name != "works"},
         elements=np.concatenate([p[4] for p in pieces]).astype(np.int32), entries=entries)
     trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
                             for group, first, stop, _ in parts)

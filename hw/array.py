@@ -26,10 +26,12 @@ in their primitives), gets only the primitives that close a row, in both
 modes, so the dense baseline does not spend such PEs on rows of zeros
 either.
 Results leave through one stream whose beats carry a lane per PE: all PEs
-drain in parallel, as into a banked output buffer.
+drain in parallel, as into a banked output buffer; a beat that waits for
+``ready`` keeps its lanes, and a PE whose output comes meanwhile joins the
+next beat.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -164,16 +166,26 @@ class PEArray(wiring.Component):
             routing.r_en.eq(self.operand.valid & self.operand.ready & self.operand.payload.last),
         ]
 
-        # All PEs drain in parallel: a beat carries every PE's next output.
+        # All PEs drain in parallel: a beat carries every PE's next output. A
+        # beat on offer keeps its lanes until it is taken (the payload of a
+        # stream is stable while valid and not ready): a PE whose output comes
+        # while the beat waits joins the next one.
+        waiting = Signal()                 # the beat on offer was not taken last cycle
+        waiting_lanes = Signal(pes)        # and these lanes were in it
+        in_beat = Signal(pes)
         for number, unit in enumerate(units):
             lane = self.result.payload.lanes[number]
             m.d.comb += [
-                lane.valid.eq(unit.result.valid),
-                lane.value.eq(unit.result.payload.value),
-                lane.last.eq(unit.result.payload.last),
-                unit.result.ready.eq(self.result.ready),
+                in_beat[number].eq(unit.result.valid & (~waiting | waiting_lanes[number])),
+                # Lanes outside the beat carry zeros: the whole payload is stable.
+                lane.valid.eq(in_beat[number]),
+                lane.value.eq(Mux(in_beat[number], unit.result.payload.value, 0)),
+                lane.last.eq(in_beat[number] & unit.result.payload.last),
+                unit.result.ready.eq(self.result.ready & in_beat[number]),
             ]
-        m.d.comb += self.result.valid.eq(Cat(u.result.valid for u in units).any())
+        m.d.comb += self.result.valid.eq(in_beat.any())
+        m.d.sync += [waiting.eq(self.result.valid & ~self.result.ready),
+                     waiting_lanes.eq(in_beat)]
 
         # Counters: sums over the PEs, registered once more.
         m.d.comb += [unit.clear.eq(self.clear) for unit in units]

@@ -62,11 +62,12 @@ class AXI4LiteTarget(wiring.Component):
 
     A write is taken when its address and data are both valid and no response
     is pending; it shows as one cycle of ``write_strobe`` with
-    ``write_address`` (a word index) and ``write_data``. A read shows as one
-    cycle of ``read_strobe`` with ``read_address``; ``read_data`` and
-    ``read_error`` are sampled in that cycle. Byte strobes are not supported:
-    every register is written whole (a write with a partial ``wstrb`` is
-    answered with SLVERR and ignored).
+    ``write_address`` (a word index) and ``write_data``, and ``write_error``
+    (no writable register there) is sampled in that cycle. A read shows as
+    one cycle of ``read_strobe`` with ``read_address``; ``read_data`` and
+    ``read_error`` are sampled in that cycle. An error is answered with
+    SLVERR. Byte strobes are not supported: every register is written whole
+    (a write with a partial ``wstrb`` is answered with SLVERR and ignored).
 
     Parameters
     ----------
@@ -82,6 +83,7 @@ class AXI4LiteTarget(wiring.Component):
             "write_strobe": Out(1),
             "write_address": Out(word),
             "write_data": Out(32),
+            "write_error": In(1),
             "read_strobe": Out(1),
             "read_address": Out(word),
             "read_data": In(32),
@@ -103,7 +105,7 @@ class AXI4LiteTarget(wiring.Component):
         ]
         with m.If(writing):
             m.d.sync += bus.bvalid.eq(1)
-            with m.If(bus.wstrb != 0b1111):
+            with m.If((bus.wstrb != 0b1111) | self.write_error):
                 m.d.sync += bus.bresp.eq(RESP_SLVERR)
             with m.Else():
                 m.d.sync += bus.bresp.eq(RESP_OKAY)

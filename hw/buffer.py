@@ -144,7 +144,7 @@ class OutputBuffer(wiring.Component):
         Outputs bank 0 holds (every bank holds as many when each PE drained
         the same rows).
     overflow : Out
-        Sticky until ``clear``: an output arrived at a full bank and was dropped.
+        Pulses when an output arrives at a full bank; the output is dropped.
     """
 
     def __init__(self, config):
@@ -168,7 +168,7 @@ class OutputBuffer(wiring.Component):
         config = self._config
         depth, banks = config.output_depth, config.pes
         m = Module()
-        counts, ports = [], []
+        counts, ports, dropped = [], [], []
         m.d.comb += self.results.ready.eq(1)
         for number in range(banks):
             memory = Memory(shape=unsigned(config.acc_width), depth=depth, init=[])
@@ -181,17 +181,14 @@ class OutputBuffer(wiring.Component):
             m.d.comb += [write.addr.eq(count), write.data.eq(lane.value)]
             with m.If(self.clear):
                 m.d.sync += count.eq(0)
-            with m.Elif(arriving):
-                with m.If(count == depth):
-                    m.d.sync += self.overflow.eq(1)
-                with m.Else():
-                    m.d.comb += write.en.eq(1)
-                    m.d.sync += count.eq(count + 1)
+            with m.Elif(arriving & (count != depth)):
+                m.d.comb += write.en.eq(1)
+                m.d.sync += count.eq(count + 1)
+            dropped.append(arriving & (count == depth))
             counts.append(count)
             ports.append(read)
-        with m.If(self.clear):
-            m.d.sync += self.overflow.eq(0)
-        m.d.comb += self.outputs.eq(counts[0])
+        m.d.comb += [self.overflow.eq(Cat(dropped).any() & ~self.clear),
+                     self.outputs.eq(counts[0])]
 
         # Readout: a bank/index walk one read ahead of the output register.
         bank = Signal(range(banks + 1))

@@ -243,6 +243,11 @@ PRESETS = {
     "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2),
     # Two lanes per PE.
     "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
+    # The small array with 8-bit operands and 18-bit sums: 9 full-scale
+    # products of one sign saturate an output, so the random regression
+    # (`python -m cosim random --config narrow`) reaches saturation on
+    # layers small enough to simulate (with 48-bit sums it takes 2^17).
+    "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, pe_rows=2, pe_cols=2),
     # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),
     # The published design's scale, 168 PEs (12 x 14), with rows up to 64

@@ -144,6 +144,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             error_now["LOAD_OVERFLOW"].eq(Cat(b.overflow for b in buffers.values()).any()),
             error_now["LOAD_WHILE_BUSY"].eq(self.s_axis.tvalid & busy),
+            error_now["OUTPUT_OVERFLOW"].eq(output.overflow),
         ]
 
         # -- controller, buffers, array ------------------------------------------
@@ -174,6 +175,12 @@ class Accelerator(wiring.Component):
             & (descriptor["COMMANDS"] >= 1) & (descriptor["COMMANDS"] <= config.program_depth))
         start = Signal()
         address, value = registers.write_address, registers.write_data
+        writable = ["CONTROL", "STATUS", "ERROR", "IRQ_ENABLE", *descriptor]
+        with m.Switch(address):
+            with m.Case(*(REGISTERS[name] for name in writable)):
+                pass
+            with m.Default():    # unmapped or read-only: SLVERR, nothing written
+                m.d.comb += registers.write_error.eq(1)
         with m.If(registers.write_strobe):
             with m.Switch(address):
                 with m.Case(REGISTERS["CONTROL"]):
@@ -219,8 +226,7 @@ class Accelerator(wiring.Component):
                     m.d.comb += registers.read_data.eq(source)
             with m.Default():
                 m.d.comb += registers.read_error.eq(1)
-        m.d.sync += errors.eq(errors | Cat(error_now[name] for name in ERROR_BITS)
-                              | (output.overflow << ERROR_BITS["OUTPUT_OVERFLOW"]))
+        m.d.sync += errors.eq(errors | Cat(error_now[name] for name in ERROR_BITS))
         # A write to ERROR clears after this cycle's new errors are in.
         with m.If(registers.write_strobe & (address == REGISTERS["ERROR"])):
             m.d.sync += errors.eq((errors & ~value[:len(ERROR_BITS)])

@@ -24,6 +24,8 @@ import numbers
 import numpy as np
 import torch
 
+from .fixedpoint import int_range, saturate
+
 __all__ = [
     "PHASES",
     "output_size",
@@ -31,6 +33,8 @@ __all__ = [
     "conv_bp",
     "conv_wg",
     "conv_phase",
+    "saturating_phase",
+    "OrderDependentSaturation",
     "count_macs",
     "row_output_length",
     "row_primitive",
@@ -269,6 +273,81 @@ def conv_phase(phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0, in
     if kernel_hw is None:
         kernel_hw = tuple(w.shape[2:])
     return conv_wg(x, dy, stride, pad, kernel_hw)
+
+
+class OrderDependentSaturation(ValueError):
+    """A sum leaves the accumulator's range in a way whose saturated value depends on
+    the order of its products (see :func:`saturating_phase`)."""
+
+
+# The two operands of each phase, by keyword: the products of a phase are
+# products of one value of each.
+_OPERANDS = {"ff": ("x", "w"), "bp": ("dy", "w"), "wg": ("x", "dy")}
+
+
+def saturating_phase(phase, *, acc_width, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
+                     input_hw=None, kernel_hw=None):
+    """The result of one phase as an ``acc_width``-bit saturating accumulator computes it.
+
+    The accumulator adds one product at a time and clips a sum that leaves
+    ``-2^(acc_width-1) .. 2^(acc_width-1) - 1`` to the nearest bound, setting
+    a sticky flag (SPEC section 4). In general the clipped value depends on
+    the order of the products (a sum clipped at the top and then lowered by
+    a negative product ends below the bound). It does not when every prefix
+    of the sum stays in range whatever the order (the positive products add
+    up to at most the top, the negative ones to at least the bottom), nor
+    when all products of an output have one sign (the sum only grows away
+    from zero, and ends at the clipped exact sum). Those outputs are
+    ``clip(exact)``; the hardware's value of any other output depends on the
+    order its compiler chose, so such a layer is refused here.
+
+    Returns
+    -------
+    (array, bool)
+        The clipped result (int64, the kind of :func:`conv_phase`'s) and
+        whether any output was clipped (the sticky flag's value).
+
+    Raises
+    ------
+    OrderDependentSaturation
+        Naming the first output whose saturated value depends on the order.
+    """
+    acc_width = _check_int("acc_width", acc_width, 2, 63)
+    bottom, top = int_range(acc_width)
+    operands = {"x": x, "w": w, "dy": dy}
+    exact = conv_phase(phase, **operands, mask=mask, stride=stride, pad=pad, input_hw=input_hw,
+                       kernel_hw=kernel_hw)
+    first, second = (_as_int_array(name, operands[name], 4)[0] for name in _OPERANDS[phase])
+    # Products per output, at most: the sums of the other dimensions.
+    terms = {"ff": first.shape[1] * second.shape[2] * second.shape[3],
+             "bp": first.shape[1] * second.shape[2] * second.shape[3],
+             "wg": first.shape[0] * second.shape[2] * second.shape[3]}[phase]
+    if _peak(first) * _peak(second) * terms > top:
+        # Sums of the positive and of the negative products of every output.
+        parts = {name: (np.maximum(value, 0), np.minimum(value, 0))
+                 for name, value in (("first", first), ("second", second))}
+
+        def partial(a, b):
+            names = dict(zip(_OPERANDS[phase], (a, b)))
+            return np.asarray(conv_phase(phase, **{**operands, **names}, mask=mask,
+                                         stride=stride, pad=pad, input_hw=input_hw,
+                                         kernel_hw=kernel_hw))
+
+        (a_pos, a_neg), (b_pos, b_neg) = parts["first"], parts["second"]
+        positive = partial(a_pos, b_pos) + partial(a_neg, b_neg)
+        negative = partial(a_pos, b_neg) + partial(a_neg, b_pos)
+        independent = (((positive <= top) & (negative >= bottom))
+                       | (positive == 0) | (negative == 0))
+        if not independent.all():
+            index = tuple(int(i) for i in np.argwhere(~independent)[0])
+            raise OrderDependentSaturation(
+                f"output {index} of this {phase} layer has positive products adding up to "
+                f"{int(positive[index])} and negative ones to {int(negative[index])}: with "
+                f"{acc_width}-bit saturating sums its value depends on the order of the "
+                f"products (keep every output's products of one sign, or their sums in "
+                f"{bottom}..{top})")
+    clipped, count = saturate(exact, acc_width)
+    return clipped, count > 0
 
 
 def _valid_pairs(in_size, out_size, kernel, stride, pad):

@@ -7,20 +7,25 @@ from amaranth.sim import Simulator
 from gen.primitives import Packer
 from hw.pe import SparsePE
 
+from streams import ProtocolMonitor
+
 
 def always():
     return itertools.repeat(1)
 
 
 def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_pattern=None,
-           max_cycles=200_000):
+           max_cycles=200_000, monitor=None):
     """Run output rows through a fresh PE; returns (outputs per row, counters, cycles).
 
     ``cycles`` counts from the first task offered to the last result accepted.
     Patterns are iterables of 0/1: whether a source offers (or the sink
-    accepts) in a cycle.
+    accepts) in a cycle. ``monitor``: a list that receives the
+    :class:`streams.ProtocolMonitor` watching every stream and queue of the PE
+    (a violation fails the run).
     """
     dut = SparsePE(config)
+    watch = ProtocolMonitor(dut) if monitor is not None else None
     packer = Packer(config)
     tasks = [task for row in rows for task in row.tasks]
     beats = [bits for task in tasks for bits in packer.beats(task)]
@@ -64,12 +69,17 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
                       ("busy_cycles", "stall_cycles", "issued_macs", "effectual_macs",
                        "saturated", "idle")})
 
-    sim = Simulator(dut)
+    sim = Simulator(watch.fragment if watch else dut)
     sim.add_clock(1e-8)
     sim.add_testbench(tasks_source, background=True)
     sim.add_testbench(elements_source, background=True)
     sim.add_testbench(results_sink)
+    if watch:
+        sim.add_testbench(watch.process, background=True)
     sim.run()
+    if watch:
+        watch.finish()
+        monitor.append(watch)
 
     per_row, start = [], 0
     for row in rows:

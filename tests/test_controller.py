@@ -2,7 +2,9 @@
 
 The buffers are filled through their load streams with a random program;
 the bundles and operand beats that come out, under random backpressure, must
-be exactly what the commands name (each PE's entry row included), in order.
+be exactly what the commands name (each PE's entry row included), in order,
+and every stream and queue keeps the handshake rules
+(:class:`streams.ProtocolMonitor`).
 """
 
 import random
@@ -17,6 +19,8 @@ from hw.buffer import LoadBuffer
 from hw.config import PRESETS
 from hw.controller import Controller
 from hw.layouts import buffer_layouts, element_layout
+
+from streams import ProtocolMonitor
 
 SMALL = PRESETS["small"].replace(program_depth=32, operand_depth=32, stationary_depth=8,
                                  mask_depth=8)
@@ -131,10 +135,19 @@ def test_commands_become_bundles_and_beats(ready_rate):
                 break
         assert not ctx.get(controller.running), "the run did not end"
 
-    sim = Simulator(bench)
+    # The bundle and operand streams, the operand-range FIFO and the buffers'
+    # load streams keep the stream rules in every cycle.
+    monitor = ProtocolMonitor(bench)
+    sim = Simulator(monitor.fragment)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    sim.add_testbench(monitor.process, background=True)
     sim.run()
+    monitor.finish()
+    assert {"top.controller.bundle", "top.controller.operand",
+            "top.controller.ranges"} <= set(monitor.watched)
+    assert monitor.transfers("top.controller.bundle") == len(commands)
+    assert monitor.transfers("top.controller.ranges") == sum(not c["empty"] for c in commands)
     assert len(got_bundles) == len(commands)
     for (command, stationary, mask), got in zip(expected_bundles, got_bundles):
         assert got == (command["present"], command["empty"], command["row_last"], command["pad"],

@@ -153,3 +153,21 @@ def test_dense_only_config_refuses_sparse_mode():
     x, w = np.ones((1, 2, 5, 5), int), np.ones((3, 2, 3, 3), int)
     with pytest.raises(ValueError, match=r"dense-only \(skipping=False\); run it in dense mode"):
         run_layer(dense_only, "ff", x=x, w=w, stride=1, pad=1)
+
+
+@pytest.mark.parametrize("value,weight", [(40, 40), (40, -40), (127, -128)])
+def test_saturated_sums_and_flag_on_the_top_level(value, weight):
+    """Each output's 90 products of one sign leave the narrow preset's 18-bit range.
+    The layer is split into pieces (few row groups): with 40 x 40 no piece saturates
+    on its own, and the host's saturating sum of the pieces must clip and flag."""
+    config = PRESETS["narrow"]
+    x = np.full((1, 10, 3, 3), value)
+    w = np.full((2, 10, 3, 3), weight)
+    bound = config.acc_max if value * weight > 0 else config.acc_min
+    for dense in (False, True):
+        output, stats = run_layer(config, "ff", x=x, w=w, stride=1, pad=0, dense=dense)
+        assert (output == bound).all() and stats["saturated"] == 1
+    if abs(value * weight) == 1600:
+        # 72 products of 40 x 40 fit: exact, no flag.
+        output, stats = run_layer(config, "ff", x=x[:, :8], w=w[:, :8], stride=1, pad=0)
+        assert (output == 72 * value * weight).all() and stats["saturated"] == 0

@@ -276,3 +276,73 @@ def test_conv_phase_dispatches():
                           golden.conv_bp(dy, w, 2, 1, x.shape[2:], mask=mask))
     assert np.array_equal(golden.conv_phase("wg", x=x, w=w, dy=dy, stride=2, pad=1),
                           golden.conv_wg(x, dy, 2, 1, (3, 3)))
+
+
+# -- saturating accumulation (SPEC 4) -----------------------------------------------
+
+def products_per_output(phase, x, w, dy, mask, stride, pad):
+    """Every output's list of products, by enumeration."""
+    n_len, c_len, h_len, w_len = x.shape
+    k_len, _, r_len, s_len = w.shape
+    e_len, f_len = dy.shape[2:]
+    products = {}
+    for n, k, c, e, f, r, s in itertools.product(range(n_len), range(k_len), range(c_len),
+                                                 range(e_len), range(f_len), range(r_len),
+                                                 range(s_len)):
+        h, v = e * stride + r - pad, f * stride + s - pad
+        if not (0 <= h < h_len and 0 <= v < w_len):
+            continue
+        if phase == "ff":
+            key, product = (n, k, e, f), x[n, c, h, v] * w[k, c, r, s]
+        elif phase == "bp":
+            if not mask[n, c, h, v]:
+                continue
+            key, product = (n, c, h, v), dy[n, k, e, f] * w[k, c, r, s]
+        else:
+            key, product = (k, c, r, s), x[n, c, h, v] * dy[n, k, e, f]
+        products.setdefault(key, []).append(int(product))
+    return products
+
+
+def saturating_sum(values, acc_width):
+    low, high = -(1 << (acc_width - 1)), (1 << (acc_width - 1)) - 1
+    total = 0
+    for value in values:
+        total = min(high, max(low, total + value))
+    return total
+
+
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_saturating_phase_equals_saturating_sums_in_any_order(phase):
+    rng = np.random.default_rng(7)
+    acc_width = 14
+    x, w, dy, mask = layer_case((3, 3), 1, 1, seed=5, density=0.8)
+    # One-signed products, large enough that many sums saturate.
+    x, w, dy = np.abs(x), -np.abs(w), np.abs(dy)
+    result, saturated = golden.saturating_phase(phase, acc_width=acc_width, x=x, w=w, dy=dy,
+                                                mask=mask, stride=1, pad=1)
+    exact = golden.conv_phase(phase, x=x, w=w, dy=dy, mask=mask, stride=1, pad=1)
+    assert saturated and (result != exact).any()
+    for key, values in products_per_output(phase, x, w, dy, mask, 1, 1).items():
+        for _ in range(3):
+            order = rng.permutation(len(values))
+            assert result[key] == saturating_sum([values[i] for i in order], acc_width), key
+    # Sums that stay in range: the exact result, no flag.
+    result, saturated = golden.saturating_phase(phase, acc_width=40, x=x, w=w, dy=dy, mask=mask,
+                                                stride=1, pad=1)
+    assert not saturated and np.array_equal(result, exact)
+
+
+def test_saturating_phase_refuses_an_order_dependent_sum():
+    x = np.array([[[[10000, 10000, -10000]]]])
+    dy = np.ones((1, 1, 1, 3), np.int64)
+    # dw = 10000 + 10000 - 10000 in 15 bits (top 16383): clipped on the way up in
+    # one order (ends at 6383), never out of range in the other (ends at 10000).
+    products = [int(v) for v in x.ravel()]
+    assert saturating_sum(products, 15) != saturating_sum(products[::-1], 15)
+    with pytest.raises(golden.OrderDependentSaturation, match=r"output \(0, 0, 0, 0\)"):
+        golden.saturating_phase("wg", acc_width=15, x=x, dy=dy, kernel_hw=(1, 1))
+    # One sign more bits: every order stays in range.
+    result, saturated = golden.saturating_phase("wg", acc_width=16, x=x, dy=dy,
+                                                kernel_hw=(1, 1))
+    assert result.ravel().tolist() == [10000] and not saturated

@@ -93,10 +93,12 @@ def test_window_matches_golden_per_element(phase, kernel, stride, pad):
 
 # -- whole PE ---------------------------------------------------------------------
 
+_PAUSES = np.random.default_rng(99).random((3, 97)) < 0.6
 PATTERNS = {
     "full": (None, None, None),
     "idle": ([1, 1, 0], [1, 0, 1, 1, 0], None),
     "backpressure": (None, None, [1, 0, 0, 1]),
+    "random": tuple(list(map(int, row)) for row in _PAUSES),
 }
 
 
@@ -112,11 +114,21 @@ def test_pe_random_rows(phase, pattern):
                                primitives=int(rng.integers(1, 4))))
     task_p, element_p, result_p = PATTERNS[pattern]
     cyc = lambda p: itertools.cycle(p) if p else None
+    watched = []
     outputs, state = run_pe(SMALL, rows, task_pattern=cyc(task_p),
-                            element_pattern=cyc(element_p), result_pattern=cyc(result_p))
+                            element_pattern=cyc(element_p), result_pattern=cyc(result_p),
+                            monitor=watched)
     check_rows(rows, outputs, seed)
     assert state["issued_macs"] == state["effectual_macs"] == sum(r.effectual_macs for r in rows)
     assert state["idle"] == 1 and state["saturated"] == 0
+    # Every stream and the element queue kept the handshake rules (checked every
+    # cycle), and carried everything.
+    (monitor,) = watched
+    assert set(monitor.watched) == {"top.task", "top.operand", "top.result", "top.queue",
+                                    "top.queue.pop"}
+    assert monitor.transfers("top.task") == sum(len(row.tasks) for row in rows)
+    assert monitor.transfers("top.result") == sum(row.out_len for row in rows)
+    assert monitor.transfers("top.queue") > 0 and monitor.transfers("top.operand") > 0
 
 
 @pytest.mark.parametrize("phase", golden.PHASES)

@@ -1,0 +1,95 @@
+"""The constrained-random regression (``python -m cosim random``): a fixed-seed handful on
+the top level, the draw itself, and what a failure prints."""
+
+import numpy as np
+import pytest
+
+from cosim import random_layers
+from cosim.__main__ import main as cosim_main
+from cosim.random_layers import draw_case, format_summary, run_random
+from gen.layer import check_layer
+from hw.config import PRESETS
+from pruning import golden
+
+SMALL, NARROW = PRESETS["small"], PRESETS["narrow"]
+
+
+def test_a_case_is_drawn_from_its_seed_and_index_alone():
+    first = draw_case(SMALL, 5, 17)
+    again = draw_case(SMALL, 5, 17)
+    assert first.describe() == again.describe()
+    for name, value in first.operands.items():
+        assert np.array_equal(value, again.operands[name])
+    assert draw_case(SMALL, 5, 18).describe() != first.describe()
+    assert first.command("small") == "python -m cosim random --seed 5 --case 17 --config small"
+
+
+def test_the_draw_covers_what_the_config_supports():
+    configs = [config for config in (SMALL, NARROW) for _ in range(300)]
+    drawn = [draw_case(config, 3, index % 300) for index, config in enumerate(configs)]
+    phases = {case.phase for case in drawn}
+    masks = {case.mask_kind for case in drawn if case.phase == "bp"}
+    strides = {case.stride for case in drawn}
+    pads = {case.pad for case in drawn}
+    kernels = {case.kernel for case in drawn}
+    assert phases == {"ff", "bp", "wg"} and masks == {"relu", "random", "none"}
+    assert strides == set(range(1, SMALL.max_stride + 1))
+    assert pads == set(range(SMALL.max_pad + 1))
+    assert max(max(k) for k in kernels) == SMALL.max_kernel
+    assert any(r != s for r, s in kernels)
+    widths = [(c.operands["x"] if "x" in c.operands else c.operands["dy"]).shape[3]
+              for c in drawn]
+    assert max(widths) > SMALL.max_row            # rows that need tiling
+    assert any(c.capacity is not None for c in drawn) and any(c.patterns for c in drawn)
+    assert {c.values for c in drawn} == set(random_layers._VALUE_KINDS)
+    assert any(all(not v.any() for k, v in c.operands.items() if k != "kernel")
+               for c in drawn)                    # all zero
+    assert any(c.densities["x"] == 1.0 and c.densities["dy"] == 1.0 for c in drawn)
+    saturating = 0
+    for case, config in zip(drawn, configs):
+        spec = check_layer(config, case.phase, **case.operands, stride=case.stride,
+                           pad=case.pad)
+        assert spec.x is None or spec.x.min() >= config.data_min
+        if config is NARROW:
+            _, saturated = golden.saturating_phase(
+                spec.phase, acc_width=config.acc_width, x=spec.x, w=spec.w, dy=spec.dy,
+                mask=spec.mask, stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                kernel_hw=spec.kernel_hw)
+            saturating += saturated
+    assert saturating >= 10          # the narrow accumulator saturates on some
+
+
+@pytest.mark.parametrize("config", [SMALL, NARROW], ids=["small", "narrow"])
+def test_a_fixed_seed_handful_passes_on_the_rtl(config):
+    results = run_random(config, seed=11, indices=range(10), jobs=1, progress=False)
+    failures = [f"case {r.case.index}: {r.error}" for r in results if not r.passed]
+    assert not failures, "\n".join(failures)
+    assert all(r.entry["dense_cycles"] > 0 for r in results)
+
+
+def test_a_failing_case_prints_the_command_that_reproduces_it(monkeypatch, capsys):
+    real = random_layers.run_case
+
+    def broken(config, case, **options):
+        if case.index == 1:
+            raise RuntimeError("RTL result differs from the golden model first at (0, 0, 0, 0)")
+        return real(config, case, **options)
+
+    monkeypatch.setattr(random_layers, "run_case", broken)
+    with pytest.raises(SystemExit) as stop:
+        cosim_main(["random", "--seed", "4", "--count", "3", "--config", "small", "--jobs", "1",
+                    "--json", ""])
+    assert stop.value.code == 1
+    out = capsys.readouterr().out
+    assert "case 1 FAILED" in out and "differs from the golden model" in out
+    assert "reproduce: python -m cosim random --seed 4 --case 1 --config small" in out
+    assert out.rstrip().endswith("2 passed, 1 failed")
+
+
+def test_a_session_that_hangs_fails_its_case_and_the_run_goes_on(monkeypatch):
+    from cosim import accel_jobs
+
+    monkeypatch.setattr(accel_jobs, "timeout_cycles", lambda config, run: 50)
+    results = run_random(SMALL, seed=11, indices=[0, 1], jobs=1, progress=False)
+    assert [r.passed for r in results] == [False, False]
+    assert all("hangs" in r.error for r in results)
