@@ -39,6 +39,7 @@ import numpy as np
 
 from gen.cycles import TOLERANCE, TOLERANCE_CYCLES
 from gen.program import Capacity
+from hw.config import AccelConfig
 from pruning import golden
 
 from .layer import waves_path
@@ -99,7 +100,7 @@ class RandomCase:
             text.append(f"buffers {c.program}/{c.operand}/{c.stationary}/{c.mask}/{c.outputs}")
         if self.patterns:
             text.append("AXI " + " ".join(f"{k} {v:.2f}" for k, v in self.patterns.items()))
-        return ", ".join(text)
+        return ", ".join(text + self.notes)
 
     def command(self, config_name, *, waves=None):
         """The command that runs this case alone."""
@@ -171,8 +172,27 @@ def _dense_macs(phase, stride, pad, kernel, size, filters):
     return batch * channels * filters * out[0] * out[1] * kernel[0] * kernel[1]
 
 
+def _check_arguments(config, *, seed, indices, phases, jobs=1):
+    if not isinstance(config, AccelConfig):
+        raise TypeError(f"config must be an AccelConfig, not {config!r}")
+    for name, value in [("seed", seed)] + [("case index", index) for index in indices]:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, not {value!r}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, not {value!r}")
+    phases = tuple(phases)
+    if not phases or any(phase not in PHASES for phase in phases):
+        raise ValueError(f"phases must be some of {', '.join(PHASES)}, not {phases!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive int, not {jobs!r}")
+    if not config.skipping:
+        raise ValueError(f"config {config.name} is dense-only (skipping=False): the random "
+                         f"regression compares dense and sparse mode")
+
+
 def draw_case(config, seed, index, *, phases=PHASES):
     """Case ``index`` of ``seed`` for ``config``: a :class:`RandomCase`."""
+    _check_arguments(config, seed=seed, indices=[index], phases=phases)
     rng = np.random.default_rng([seed, index])
     phase = str(rng.choice(list(phases)))
     stride, pad, kernel, size, filters = _geometry(rng, config)
@@ -310,6 +330,7 @@ def run_random(config, *, seed, indices, phases=PHASES, jobs=1, simulator=None, 
     from .accel_jobs import accelerator_session
 
     indices = list(indices)
+    _check_arguments(config, seed=seed, indices=indices, phases=phases, jobs=jobs)
     work = queue.Queue()
     for index in indices:
         work.put(index)

@@ -14,6 +14,18 @@ def always():
     return itertools.repeat(1)
 
 
+async def offer(ctx, port, items, pattern):
+    """Offer ``items`` (payload bits) on stream ``port``, one whenever ``pattern`` says so,
+    each held until it is taken."""
+    for bits in items:
+        while not next(pattern):
+            await ctx.tick()
+        ctx.set(port.payload.as_value(), bits)
+        ctx.set(port.valid, 1)
+        await ctx.tick().until(port.ready)
+        ctx.set(port.valid, 0)
+
+
 def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_pattern=None,
            max_cycles=200_000, monitor=None):
     """Run output rows through a fresh PE; returns (outputs per row, counters, cycles).
@@ -31,15 +43,6 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
     beats = [bits for task in tasks for bits in packer.beats(task)]
     expected_outputs = sum(row.out_len for row in rows)
     outputs, state = [], {}
-
-    async def offer(ctx, port, beats, pattern):
-        for bits in beats:
-            while not next(pattern):
-                await ctx.tick()
-            ctx.set(port.payload.as_value(), bits)
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            ctx.set(port.valid, 0)
 
     async def tasks_source(ctx):
         await offer(ctx, dut.task, [packer.task(t) for t in tasks],

@@ -12,6 +12,7 @@ from gen.layer import check_layer, layer_rows
 from hw.array import PEArray
 from hw.config import PRESETS
 
+from pe_sim import offer
 from streams import ProtocolMonitor
 
 SMALL = PRESETS["small"]
@@ -24,15 +25,6 @@ def run_array_sim(config, job, *, task_pattern, beat_pattern, result_pattern):
     monitor = ProtocolMonitor(dut)
     expected = sum(len(row) for rows in job["expected"] for row in rows)
     outputs = [[] for _ in range(config.pes)]
-
-    async def offer(ctx, port, items, pattern):
-        for bits in items:
-            while not next(pattern):
-                await ctx.tick()
-            ctx.set(port.payload.as_value(), bits)
-            ctx.set(port.valid, 1)
-            await ctx.tick().until(port.ready)
-            ctx.set(port.valid, 0)
 
     async def tasks(ctx):
         await offer(ctx, dut.task, job["tasks"], task_pattern)

@@ -93,3 +93,18 @@ def test_a_session_that_hangs_fails_its_case_and_the_run_goes_on(monkeypatch):
     results = run_random(SMALL, seed=11, indices=[0, 1], jobs=1, progress=False)
     assert [r.passed for r in results] == [False, False]
     assert all("hangs" in r.error for r in results)
+
+
+@pytest.mark.parametrize("arguments,error,message", [
+    (dict(seed=-1), ValueError, "seed must be >= 0, not -1"),
+    (dict(seed="1"), TypeError, "seed must be an int, not '1'"),
+    (dict(indices=[0, 2.5]), TypeError, "case index must be an int, not 2.5"),
+    (dict(phases=["fw"]), ValueError, "phases must be some of ff, bp, wg, not \\('fw',\\)"),
+    (dict(jobs=0), ValueError, "jobs must be a positive int, not 0"),
+    (dict(config=SMALL.replace(skipping=False)), ValueError, "is dense-only"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(arguments, error, message):
+    options = {**dict(config=SMALL, seed=1, indices=[0], phases=("ff",), jobs=1), **arguments}
+    config = options.pop("config")
+    with pytest.raises(error, match=message):
+        run_random(config, progress=False, **options)

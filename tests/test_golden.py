@@ -75,18 +75,24 @@ def test_torch_in_torch_out():
     assert isinstance(dx, torch.Tensor)
 
 
-def brute_force_macs(phase, x, w, dy, mask, stride, pad):
-    """Count MACs of a layer by enumerating every (n, k, c, e, f, r, s)."""
+def inside_indices(x, w, dy, stride, pad):
+    """Every ``(n, k, c, e, f, r, s, h, v)`` of a layer whose input index ``(h, v)`` is
+    inside ``x`` (the dense MACs), by enumeration."""
     n_len, c_len, h_len, w_len = x.shape
     k_len, _, r_len, s_len = w.shape
     _, _, e_len, f_len = dy.shape
-    dense = effectual = 0
     for n, k, c, e, f, r, s in itertools.product(range(n_len), range(k_len), range(c_len),
                                                  range(e_len), range(f_len), range(r_len),
                                                  range(s_len)):
         h, v = e * stride + r - pad, f * stride + s - pad
-        if not (0 <= h < h_len and 0 <= v < w_len):
-            continue
+        if 0 <= h < h_len and 0 <= v < w_len:
+            yield n, k, c, e, f, r, s, h, v
+
+
+def brute_force_macs(phase, x, w, dy, mask, stride, pad):
+    """Count MACs of a layer by enumerating every (n, k, c, e, f, r, s)."""
+    dense = effectual = 0
+    for n, k, c, e, f, r, s, h, v in inside_indices(x, w, dy, stride, pad):
         dense += 1
         if phase == "ff":
             effectual += bool(x[n, c, h, v]) and bool(w[k, c, r, s])
@@ -282,16 +288,8 @@ def test_conv_phase_dispatches():
 
 def products_per_output(phase, x, w, dy, mask, stride, pad):
     """Every output's list of products, by enumeration."""
-    n_len, c_len, h_len, w_len = x.shape
-    k_len, _, r_len, s_len = w.shape
-    e_len, f_len = dy.shape[2:]
     products = {}
-    for n, k, c, e, f, r, s in itertools.product(range(n_len), range(k_len), range(c_len),
-                                                 range(e_len), range(f_len), range(r_len),
-                                                 range(s_len)):
-        h, v = e * stride + r - pad, f * stride + s - pad
-        if not (0 <= h < h_len and 0 <= v < w_len):
-            continue
+    for n, k, c, e, f, r, s, h, v in inside_indices(x, w, dy, stride, pad):
         if phase == "ff":
             key, product = (n, k, e, f), x[n, c, h, v] * w[k, c, r, s]
         elif phase == "bp":
