@@ -96,7 +96,7 @@ def random_cases(args):
                         "reproduce": r.case.command(config.name), **(r.entry or {})}
                        for r in results]}, indent=2) + "\n")
     print()
-    print(format_summary(config, results, seconds=seconds))
+    print(format_summary(config, results, seconds=seconds, saved=args.save))
     if not all(r.passed for r in results):
         sys.exit(1)
 
@@ -204,6 +204,9 @@ def main(argv=None):
                                help="dump each case's FST waveforms as FILE-<case>-<mode>.fst")
     random_parser.add_argument("--json", default="build/random.json",
                                help="every case's figures (default build/random.json)")
+    random_parser.add_argument("--save", default="build/random-cases", metavar="DIR",
+                               help="write each failing case's operands (.npy) into "
+                                    "DIR/seed<S>-case<I>/ (default build/random-cases)")
     regress = commands.add_parser(
         "regression", help="bit-exact regression of whole layers on the top level, with a "
                            "summary table")

@@ -34,6 +34,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -101,6 +102,24 @@ class RandomCase:
         if self.patterns:
             text.append("AXI " + " ".join(f"{k} {v:.2f}" for k, v in self.patterns.items()))
         return ", ".join(text + self.notes)
+
+    def save(self, folder, config_name):
+        """Write the operands as ``.npy`` files into ``folder``; returns the
+        ``python -m cosim layer`` command that runs them (one mode, without the
+        case's shrunken buffers and AXI pauses)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        words = ["python", "-m", "cosim", "layer", "--phase", self.phase]
+        for name, value in self.operands.items():
+            if name == "kernel":
+                words += ["--kernel", *map(str, value)]
+                continue
+            path = folder / f"{name}.npy"
+            np.save(path, value)
+            words += [f"--{name}", str(path)]
+        words += ["--stride", str(self.stride), "--pad", str(self.pad), "--config", config_name,
+                  "--out", str(folder / "out.npy"), "--stats", str(folder / "stats.json")]
+        return shlex.join(words)
 
     def command(self, config_name, *, waves=None):
         """The command that runs this case alone."""
@@ -395,9 +414,11 @@ def run_random(config, *, seed, indices, phases=PHASES, jobs=1, simulator=None, 
     return [results[index] for index in indices]
 
 
-def format_summary(config, results, *, seconds, waves=None):
+def format_summary(config, results, *, seconds, saved=None):
     """The failures, each with the command that reproduces it alone, then
-    ``N passed, M failed``."""
+    ``N passed, M failed``. ``saved``: a folder to write each failing case's
+    operands into (``<folder>/seed<S>-case<I>/``), with a ``cosim layer``
+    command for them."""
     lines = []
     failed = [r for r in results if not r.passed]
     for result in failed:
@@ -405,8 +426,11 @@ def format_summary(config, results, *, seconds, waves=None):
         lines += [f"case {case.index} FAILED: {case.describe()}",
                   *("  " + line for line in result.error.splitlines()),
                   f"  reproduce: {case.command(config.name)}",
-                  f"  with waveforms: {case.command(config.name, waves=f'case{case.index}.fst')}",
-                  ""]
+                  f"  with waveforms: {case.command(config.name, waves=f'case{case.index}.fst')}"]
+        if saved is not None:
+            folder = Path(saved) / f"seed{case.seed}-case{case.index}"
+            lines.append(f"  operands in {folder}: {case.save(folder, config.name)}")
+        lines.append("")
     passed = len(results) - len(failed)
     saturated = sum(1 for r in results if r.passed and r.entry["saturated"])
     runs = sum(r.entry["runs"] or 0 for r in results if r.passed)

@@ -1,6 +1,8 @@
 """The constrained-random regression (``python -m cosim random``): a fixed-seed handful on
 the top level, the draw itself, and what a failure prints."""
 
+import shlex
+
 import numpy as np
 import pytest
 
@@ -67,7 +69,7 @@ def test_a_fixed_seed_handful_passes_on_the_rtl(config):
     assert all(r.entry["dense_cycles"] > 0 for r in results)
 
 
-def test_a_failing_case_prints_the_command_that_reproduces_it(monkeypatch, capsys):
+def test_a_failing_case_prints_the_command_that_reproduces_it(monkeypatch, capsys, tmp_path):
     real = random_layers.run_case
 
     def broken(config, case, **options):
@@ -78,12 +80,23 @@ def test_a_failing_case_prints_the_command_that_reproduces_it(monkeypatch, capsy
     monkeypatch.setattr(random_layers, "run_case", broken)
     with pytest.raises(SystemExit) as stop:
         cosim_main(["random", "--seed", "4", "--count", "3", "--config", "small", "--jobs", "1",
-                    "--json", ""])
+                    "--json", "", "--save", str(tmp_path)])
     assert stop.value.code == 1
     out = capsys.readouterr().out
     assert "case 1 FAILED" in out and "differs from the golden model" in out
     assert "reproduce: python -m cosim random --seed 4 --case 1 --config small" in out
     assert out.rstrip().endswith("2 passed, 1 failed")
+    # The operands are saved, and the printed layer command runs them alone.
+    case = draw_case(SMALL, 4, 1)
+    layer_command = next(line for line in out.splitlines() if "operands in" in line)
+    words = shlex.split(layer_command.split(": ", 1)[1])
+    assert words[:4] == ["python", "-m", "cosim", "layer"]
+    for name, value in case.operands.items():
+        if name != "kernel":
+            assert np.array_equal(np.load(tmp_path / "seed4-case1" / f"{name}.npy"), value)
+    cosim_main(words[3:])
+    spec = check_layer(SMALL, case.phase, **case.operands, stride=case.stride, pad=case.pad)
+    assert np.load(tmp_path / "seed4-case1" / "out.npy").shape == spec.output_shape
 
 
 def test_a_session_that_hangs_fails_its_case_and_the_run_goes_on(monkeypatch):
