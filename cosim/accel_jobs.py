@@ -6,8 +6,8 @@ from hw.top import COUNTERS, DESTINATIONS, ERROR_BITS, REGISTERS, STATUS_BITS
 
 from . import runner
 
-__all__ = ["make_entry", "timeout_cycles", "run_accelerator", "accelerator_session", "AcceleratorSession",
-           "job_constants"]
+__all__ = ["make_entry", "timeout_cycles", "run_accelerator", "accelerator_session",
+           "AcceleratorSession", "job_constants"]
 
 
 def timeout_cycles(config, run):

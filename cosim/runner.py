@@ -23,8 +23,8 @@ from pathlib import Path
 from gen.verilog import LINT_WAIVERS, emit, verilator_env
 from hw.config import AccelConfig
 
-__all__ = ["SIMULATORS", "default_simulator", "build", "build_folder", "run", "Session", "serve", "load_job",
-           "save_result", "CosimError"]
+__all__ = ["SIMULATORS", "default_simulator", "build", "build_folder", "run", "Session", "serve",
+           "load_job", "save_result", "CosimError"]
 
 SIMULATORS = ("verilator", "icarus")
 ROOT = Path(__file__).resolve().parent.parent

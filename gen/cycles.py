@@ -23,8 +23,8 @@ The constants (two cycles of FIFO latency, the accept stage running up to
 :data:`ISSUE_LEAD` cycles ahead of the issue stage, the end of a run) follow
 the RTL in ``hw/`` and are checked by the co-simulation regression, where
 the model's cycles must be within :data:`TOLERANCE` of the RTL's
-(:func:`within_tolerance`)
-(``make cosim``, ``tests/test_cosim_accelerator.py``).
+(:func:`within_tolerance`; ``make cosim``, ``make cosim-random``,
+``tests/test_cosim_accelerator.py``).
 
 The simulation itself is a loop over bundles and PEs compiled with numba.
 """
@@ -44,8 +44,8 @@ from pruning import golden
 
 from .layer import check_layer, compile_layer, count_macs, layer_stats
 
-__all__ = ["Trace", "trace_run", "simulate", "queue_timing", "RunCycles", "predict_runs", "estimate_layer",
-           "TOLERANCE", "TOLERANCE_CYCLES", "within_tolerance", "ISSUE_LEAD"]
+__all__ = ["Trace", "trace_run", "simulate", "queue_timing", "RunCycles", "predict_runs",
+           "estimate_layer", "TOLERANCE", "TOLERANCE_CYCLES", "within_tolerance", "ISSUE_LEAD"]
 
 # The model's cycles agree with the RTL's within this fraction per layer,
 # or within TOLERANCE_CYCLES, whichever is larger: on a layer phase of a few
@@ -58,6 +58,8 @@ def within_tolerance(model_cycles, rtl_cycles):
     """Whether the model's ``model_cycles`` are within :data:`TOLERANCE` (or
     :data:`TOLERANCE_CYCLES`) of the RTL's ``rtl_cycles``."""
     return abs(model_cycles - rtl_cycles) <= max(TOLERANCE * rtl_cycles, TOLERANCE_CYCLES)
+
+
 # Cycles by which a PE's accept stage may run ahead of its issue stage: the
 # element queue takes a beat only while it holds at most
 # ``queue_depth - elements_per_beat`` elements.
@@ -95,14 +97,11 @@ class Trace:
     last_issue : int32 (B, P)
         Issue cycles of the primitive's last streamed element (0: none, the
         row then needs an end marker when the primitive closes it).
-    lead_beats : int32 (B, P)
-        Beats before the first one with an element the PE issues a MAC of
-        (elements without a MAC, such as those that meet only padding, are
-        dropped as they are accepted, one beat per cycle).
-    accept_span, tail_lag, head_lag, last_mac : int32 (B, P)
-        How the element queue paces the accept of the primitive's beats
-        (:func:`queue_timing`): more than ``beats - 1`` cycles from the first
-        to the last when the queue fills.
+    lead_beats, accept_span, tail_lag, head_lag, last_mac : int32 (B, P)
+        How the PE's accept stage takes the primitive's beats
+        (:func:`queue_timing`): the beats before the first one with a MAC are
+        dropped one per cycle (elements that meet only padding, say), and the
+        element queue paces the rest once it fills.
     elements : int32 (B,)
         Streamed elements of the bundle.
     issued_macs : int
@@ -170,10 +169,9 @@ def trace_run(config, run):
                     trace.works[number, unit] = True
                     trace.issue[number, unit] = sum(cycles)
                     trace.last_issue[number, unit] = cycles[-1]
-                    lead = next((i for i, n in enumerate(issued) if n), 0)
-                    trace.lead_beats[number, unit] = lead // config.elements_per_beat
-                    (trace.accept_span[number, unit], trace.tail_lag[number, unit],
-                     trace.head_lag[number, unit], trace.last_mac[number, unit]) = queue_timing(
+                    (trace.lead_beats[number, unit], trace.accept_span[number, unit],
+                     trace.tail_lag[number, unit], trace.head_lag[number, unit],
+                     trace.last_mac[number, unit]) = queue_timing(
                         np.array(cycles, np.int64), config.elements_per_beat, config.queue_depth)
             number += 1
     return trace
@@ -264,8 +262,9 @@ def queue_timing(cycles, per_beat, depth):
     current element's last MAC, and a taken element issues from the next
     cycle.
 
-    Returns ``(accept_span, tail_lag, head_lag, last_mac)``.
-    ``accept_span``: cycles from accepting the first beat to accepting the
+    Returns ``(lead_beats, accept_span, tail_lag, head_lag, last_mac)``.
+    ``lead_beats``: the beats before the first one with an element that has a
+    MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from accepting the first beat to accepting the
     last when the PE starts idle. A beat can be accepted only once the issue
     stage has taken all but ``depth - per_beat`` of the elements before it,
     and the beats after it follow one per cycle: ``tail_lag`` is the latest
@@ -277,6 +276,10 @@ def queue_timing(cycles, per_beat, depth):
     """
     count = len(cycles)
     beats = (count + per_beat - 1) // per_beat
+    lead = 0
+    while lead < count and cycles[lead] == 0:
+        lead += 1
+    lead_beats = lead // per_beat if lead < count else 0
     # started[k]: cycles from the first issue to the issue of MAC element k.
     started = np.zeros(count + 1, np.int64)
     macs = 0
@@ -320,7 +323,7 @@ def queue_timing(cycles, per_beat, depth):
             last_accept = cycle
             beat += 1
         cycle += 1
-    return last_accept, tail_lag, head_lag, last_mac
+    return lead_beats, last_accept, tail_lag, head_lag, last_mac
 
 
 @numba.njit(cache=True)

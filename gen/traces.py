@@ -201,8 +201,8 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     stride, dense, lanes, per_beat, queue_depth):
     """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
     issue cycles,
-    those of the last streamed element, the streamed elements before the first one
-    with a MAC, the queue's pacing (:func:`gen.cycles.queue_timing`), issued and
+    those of the last streamed element, the accept stage's timing (beats before the
+    first MAC and the queue's pacing, :func:`gen.cycles.queue_timing`), issued and
     effectual MACs, and whether its
     stationary tile holds a nonzero. The slot rule is :func:`gen.primitives.task_slots`'."""
     prims, members = b_index.shape
@@ -242,7 +242,6 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                 cycles = 0
                 last = 0
                 streamed = 0
-                first = -1
                 for i in range(a_hi - a_lo):
                     if not (dense or a[a_lo + i]):
                         continue
@@ -268,8 +267,6 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                                 (phase != 1 or masks[mask_index[m], column + target]):
                             useful += 1
                     n = valid if dense else useful
-                    if n and first < 0:
-                        first = streamed - 1
                     last = (n + lanes - 1) // lanes
                     element_cycles[streamed - 1] = last
                     cycles += last
@@ -277,9 +274,9 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     effectual[t, q, m] += useful
                 issue[t, q, m] = cycles
                 last_issue[t, q, m] = last
-                lead[t, q, m] = max(first, 0)
-                span[t, q, m], tail_lag[t, q, m], head_lag[t, q, m], last_mac[t, q, m] = \
-                    queue_timing(element_cycles[:streamed], per_beat, queue_depth)
+                (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], head_lag[t, q, m],
+                 last_mac[t, q, m]) = queue_timing(element_cycles[:streamed], per_beat,
+                                                   queue_depth)
     return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag, last_mac,
             issued, effectual, stationary)
 
@@ -451,7 +448,7 @@ def _layout_groups(config, layout, pes, dense):
                             works[:count_t], last_issue[t_list, q_list][:, safe], 0)
                         group.lead_beats = np.zeros((bundles, pes), np.int32)
                         group.lead_beats[:count_t] = np.where(
-                            works[:count_t], lead[t_list, q_list][:, safe] // epb, 0)
+                            works[:count_t], lead[t_list, q_list][:, safe], 0)
                         group.accept_span = np.zeros((bundles, pes), np.int32)
                         group.accept_span[:count_t] = np.where(
                             works[:count_t], span[t_list, q_list][:, safe], 0)

@@ -318,22 +318,18 @@ def saturating_phase(phase, *, acc_width, x=None, w=None, dy=None, mask=None, st
     exact = conv_phase(phase, **operands, mask=mask, stride=stride, pad=pad, input_hw=input_hw,
                        kernel_hw=kernel_hw)
     first, second = (_as_int_array(name, operands[name], 4)[0] for name in _OPERANDS[phase])
-    # Products per output, at most: the sums of the other dimensions.
-    terms = {"ff": first.shape[1] * second.shape[2] * second.shape[3],
-             "bp": first.shape[1] * second.shape[2] * second.shape[3],
-             "wg": first.shape[0] * second.shape[2] * second.shape[3]}[phase]
+    # Products per output, at most: FF C*R*S, BP K*R*S, WG N*E*F.
+    terms = first.shape[0 if phase == "wg" else 1] * second.shape[2] * second.shape[3]
     if _peak(first) * _peak(second) * terms > top:
         # Sums of the positive and of the negative products of every output.
-        parts = {name: (np.maximum(value, 0), np.minimum(value, 0))
-                 for name, value in (("first", first), ("second", second))}
-
         def partial(a, b):
             names = dict(zip(_OPERANDS[phase], (a, b)))
             return np.asarray(conv_phase(phase, **{**operands, **names}, mask=mask,
                                          stride=stride, pad=pad, input_hw=input_hw,
                                          kernel_hw=kernel_hw))
 
-        (a_pos, a_neg), (b_pos, b_neg) = parts["first"], parts["second"]
+        a_pos, a_neg = np.maximum(first, 0), np.minimum(first, 0)
+        b_pos, b_neg = np.maximum(second, 0), np.minimum(second, 0)
         positive = partial(a_pos, b_pos) + partial(a_neg, b_neg)
         negative = partial(a_pos, b_neg) + partial(a_neg, b_pos)
         independent = (((positive <= top) & (negative >= bottom))
