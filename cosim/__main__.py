@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.layer import add_layer_arguments, load_operands
+from gen.compiler.layer import add_layer_arguments, load_operands
 from hw.config import PRESETS, preset
 
 from .layer import BACKENDS
@@ -51,7 +51,7 @@ def layer(args):
 
 
 def regression(args):
-    from gen.cycles import TOLERANCE, TOLERANCE_CYCLES
+    from gen.model.cycles import TOLERANCE, TOLERANCE_CYCLES
 
     from .regression import format_table, model_misses, run_regression
 

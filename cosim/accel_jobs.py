@@ -16,20 +16,21 @@ def timeout_cycles(config, run):
     element's MACs one at a time, every bundle's beats, row ends and drains,
     every load and output beat and register access paused 20 times; twice
     over."""
-    bundles = [tasks[0] for _, _, rows in run.groups for tasks in zip(*(row.tasks for row in rows))]
-    work = sum(len(task.elements) * config.max_kernel + task.beats(config.elements_per_beat)
-               + 2 * config.max_row + 8 for task in bundles)
+    work = sum(elements * config.max_kernel + beats + 2 * config.max_row + 8
+               for elements, beats in zip(run.elements, run.beats))
     transfers = run.load_beats + run.outputs_per_pe * config.pes + 64
     return 2 * (work + 20 * transfers) + 1000
 
 
 def make_entry(config, runs, *, label, patterns=None, seed=0):
-    """One job entry: the :class:`gen.program.Run` s of a layer phase (or a part of one)."""
+    """One job entry: the :class:`gen.compiler.program.Run` s of a layer phase (or a part
+    of one)."""
     return {
         "label": label,
         "patterns": patterns or {},
         "seed": seed,
-        "runs": [{"registers": run.registers, "loads": run.loads, "expected": run.expected,
+        "runs": [{"registers": run.registers, "loads": run.loads,
+                  "outputs_per_pe": run.outputs_per_pe,
                   "timeout_cycles": timeout_cycles(config, run)}
                  for run in runs],
     }
@@ -38,7 +39,8 @@ def make_entry(config, runs, *, label, patterns=None, seed=0):
 def job_constants(config):
     """What the bench needs besides the entries: register map, stream width, ..."""
     return {"registers": REGISTERS, "destinations": DESTINATIONS, "status_bits": STATUS_BITS,
-            "error_bits": ERROR_BITS, "counters": COUNTERS, "stream_width": config.stream_width}
+            "error_bits": ERROR_BITS, "counters": COUNTERS, "stream_width": config.stream_width,
+            "pes": config.pes}
 
 
 def run_accelerator(config, entries, *, simulator=None, name="accelerator", session=None,

@@ -7,13 +7,14 @@ any hardware is built, and a problem is reported as one ``ValueError``
 naming it.
 
 The back end is the accelerator's top level (:class:`~hw.top.Accelerator`),
-co-simulated and driven over its AXI ports: output rows that share their
-streamed rows run one per PE (:meth:`gen.primitives.LayerRows.groups`),
-rows longer than the preset's ``max_row`` are split into tiles
-(:func:`gen.primitives.row_tiling`), and the groups become load-compute-
-readout runs (:func:`gen.program.build_runs`). The PE array fed directly
-(``backend="array"``) and one PE alone (``backend="pe"``) are the other
-choices.
+co-simulated and driven over its AXI ports: the layer's schedule
+(:func:`gen.compiler.schedule.schedule_layer`: output rows that share their
+streamed rows run one per PE, rows longer than the preset's ``max_row``
+tiled, groups packed into load-compute-readout runs) is packed into a
+program (:func:`gen.compiler.program.pack_program`). The PE array fed
+directly (``backend="array"``) and one PE alone (``backend="pe"``) are the
+other choices. The driver checks: it computes the golden result and compares
+what the RTL drained, bit for bit.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cycles import predict_runs
-from gen.layer import (STATS_KEYS, LayerSpec, check_layer, compile_layer, count_macs,
-                       layer_rows, layer_stats)
+from gen.compiler.layer import STATS_KEYS, LayerSpec, check_layer, count_macs, layer_stats
+from gen.compiler.program import bundle_tasks, pack_program
+from gen.compiler.schedule import schedule_layer
+from gen.model.cycles import predict
 from pruning import golden
 from pruning.fixedpoint import saturate
 
-from .pe_jobs import make_array_run, make_run, run_array, run_rows
+from .pe_jobs import array_run, run_array, run_rows, task_run
 
-__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS", "waves_path"]
+__all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS", "waves_path",
+           "add_drained"]
 
 
 # Output rows (tiles of layer rows) per simulator invocation, over all PEs:
@@ -55,21 +58,29 @@ def waves_path(base, *labels):
     return base.with_name(f"{base.stem}-{tag}{base.suffix or '.fst'}")
 
 
-def _add_outputs(config, view, values, totals):
-    """Add a row's drained ``values`` into its part of the layer's output (``view``).
+def add_drained(config, mapping, output, keys, columns, per_pe):
+    """Add the rows the PEs drained (``per_pe[p]``: PE ``p``'s values of the rows
+    ``keys[p]``, ``columns``) into the layer's ``output``; returns whether a sum clipped.
 
     Added, not assigned: the pieces of a split row add up here, and they add
     as the PE's accumulator would have added them, saturating at
     ``acc_width``; a clipped sum sets the layer's saturation flag as the
-    PE's sticky flag would have.
+    PE's sticky flag would have. PEs without a row of their own (key None)
+    made zeros, which are dropped.
     """
-    total, clipped = saturate(view + np.asarray(values, dtype=np.int64), config.acc_width)
-    view[...] = total
-    if clipped:
-        totals["saturated"] = 1
+    clipped = False
+    for key, values in zip(keys, per_pe):
+        if key is None:
+            continue
+        view = mapping.output_view(output, key, columns)
+        total, clipped_here = saturate(view + np.asarray(values, dtype=np.int64),
+                                       config.acc_width)
+        view[...] = total
+        clipped |= bool(clipped_here)
+    return clipped
 
 
-def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, output,
+def _run_accelerator(config, spec, mapping, runs, *, simulator, progress, totals, output,
                      axi_patterns, session, waves):
     """Runs of the top level (buffers, controller, AXI) -> output and counters."""
     from .accel_jobs import accelerator_session
@@ -81,21 +92,21 @@ def _run_accelerator(config, spec, layer, runs, *, simulator, progress, totals, 
                   flush=True)
         return
     if waves is None:
-        _accelerator_calls(config, spec, layer, runs, simulator=simulator, progress=progress,
-                           totals=totals, output=output, axi_patterns=axi_patterns,
-                           session=session)
+        _accelerator_calls(config, spec, mapping, runs, simulator=simulator,
+                           progress=progress, totals=totals, output=output,
+                           axi_patterns=axi_patterns, session=session)
         return
     # One simulator for every run of the layer: one waveform.
     with accelerator_session(config, simulator=simulator, name=f"waves-{spec.phase}",
                              waves=waves) as traced:
-        _accelerator_calls(config, spec, layer, runs, simulator=simulator, progress=progress,
-                           totals=totals, output=output, axi_patterns=axi_patterns,
-                           session=traced)
+        _accelerator_calls(config, spec, mapping, runs, simulator=simulator,
+                           progress=progress, totals=totals, output=output,
+                           axi_patterns=axi_patterns, session=traced)
     if progress:
         print(f"  waveform: {waves}", file=sys.stderr, flush=True)
 
 
-def _accelerator_calls(config, spec, layer, runs, *, simulator, progress, totals, output,
+def _accelerator_calls(config, spec, mapping, runs, *, simulator, progress, totals, output,
                        axi_patterns, session):
     from .accel_jobs import make_entry, run_accelerator
 
@@ -117,14 +128,12 @@ def _accelerator_calls(config, spec, layer, runs, *, simulator, progress, totals
                                      name=f"layer-{spec.phase}", session=session)
         for run, result in zip(chunk, results):
             position = 0
-            for keys, columns, rows in run.groups:
-                length = rows[0].out_len
-                for unit, key in enumerate(keys):
-                    if key is not None:    # PEs without a row of their own made zeros
-                        _add_outputs(config, layer.output_view(output, key, columns),
-                                     result["outputs"][unit][position:position + length],
-                                     totals)
-                position += length
+            for drain in run.drains:
+                stop = position + drain.out_len
+                if add_drained(config, mapping, output, drain.keys, drain.columns,
+                               [values[position:stop] for values in result["outputs"]]):
+                    totals["saturated"] = 1
+                position = stop
             for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
                          "effectual_macs"):
                 totals[name] += result[name]
@@ -138,32 +147,32 @@ def _accelerator_calls(config, spec, layer, runs, *, simulator, progress, totals
                   f"cycles ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
 
-def _run_groups(config, spec, layer, groups, *, pes, backend, simulator, progress, totals, output):
-    """Groups -> the PE array (or one PE) fed directly -> output and counters."""
+def _run_groups(config, spec, schedule, *, backend, simulator, progress, totals, output):
+    """The schedule's groups -> the PE array (or one PE) fed directly -> output and counters."""
     started = time.perf_counter()
-    chunk_size = max(1, _ROWS_PER_CHUNK // pes)
+    groups = schedule.groups
+    chunk_size = max(1, _ROWS_PER_CHUNK // schedule.pes)
     for first in range(0, len(groups), chunk_size):
         chunk = groups[first:first + chunk_size]
-        rows = [group_rows for _, _, group_rows in chunk]
+        bundles = [bundle for group in chunk for bundle in bundle_tasks(schedule, group)]
         label = f"{spec.phase} groups {first}..{first + len(chunk) - 1}"
+        lengths = [[group.out_len for group in chunk]] * schedule.pes
         if backend == "array":
-            present = [[key is not None for key in keys] for keys, _, _ in chunk]
-            (result,) = run_array(config, [make_array_run(config, rows, label=label,
-                                                          present=present)],
+            (result,) = run_array(config, [array_run(config, bundles, lengths, label=label)],
                                   simulator=simulator, name=f"layer-{spec.phase}")
         else:
-            (result,) = run_rows(config, [make_run(config, [r[0] for r in rows], label=label)],
+            tasks = [tasks[0] for tasks, _ in bundles]
+            (result,) = run_rows(config, [task_run(config, tasks, lengths[0], label=label)],
                                  simulator=simulator, name=f"layer-{spec.phase}")
-        for number, (keys, columns, group_rows) in enumerate(chunk):
-            for unit, key in enumerate(keys):
-                if key is not None:    # PEs without a row of their own made zeros
-                    _add_outputs(config, layer.output_view(output, key, columns),
-                                 result["per_pe"][unit][number], totals)
+        for number, group in enumerate(chunk):
+            if add_drained(config, schedule.mapping, output, group.keys, group.columns,
+                           [rows[number] for rows in result["per_pe"]]):
+                totals["saturated"] = 1
         for name in ("cycles", "busy_cycles", "issued_macs", "effectual_macs"):
             totals[name] += result[name]
         totals["saturated"] |= result["saturated"]
         if progress:
-            print(f"  {first + len(chunk)}/{len(groups)} row groups of {pes} PE(s), "
+            print(f"  {first + len(chunk)}/{len(groups)} row groups of {schedule.pes} PE(s), "
                   f"{totals['cycles']} cycles ({time.perf_counter() - started:.0f} s)",
                   file=sys.stderr, flush=True)
 
@@ -173,18 +182,18 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
               axi_patterns=None, capacity=None, session=None, waves=None):
     """Run one layer phase on the RTL; returns ``(output, stats)``.
 
-    ``output`` is the exact SPEC section 2 result as ``int64`` (raw
+    ``output`` is the exact result (docs/SPEC.md) as ``int64`` (raw
     accumulator values): ``y`` (N, K, E, F) for FF, ``dx`` (N, C, H, W) for
     BP (zero where ``mask`` is zero), ``dw`` (K, C, R, S) for WG. ``stats``
     holds the keys of :data:`STATS_KEYS` (and, on the top level, ``model_cycles``:
-    what :mod:`gen.cycles` predicts for the same program). ``backend`` is ``"accelerator"``
+    what :mod:`gen.model.cycles` predicts for the same program). ``backend`` is ``"accelerator"``
     (the top level: buffers loaded over AXI4-Stream, the controller running
     row commands on the array, counters read over AXI4-Lite; cycles are the
     compute cycles of its runs), ``"array"`` (the PE array fed directly) or
     ``"pe"`` (one PE). For tests, the accelerator back end takes
     ``axi_patterns`` (pause patterns of ``s_axis`` and ``m_axis``, see
     :mod:`cosim.accel_tb`) and a smaller buffer ``capacity``
-    (:class:`gen.program.Capacity`) that forces several runs. A ``session``
+    (:class:`gen.compiler.runs.Capacity`) that forces several runs. A ``session``
     (:func:`cosim.accel_jobs.accelerator_session`) runs them on a simulator
     that is already up, saving its start for a loop of many layers; ``waves``
     (a path, the accelerator back end, no session) dumps an FST waveform of
@@ -213,16 +222,17 @@ def run_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pa
                   dense_macs=0, saturated=0)
     totals["dense_macs"], golden_effectual = count_macs(spec)
     if backend == "accelerator":
-        layer, runs = compile_layer(config, spec, dense=dense, capacity=capacity)
+        schedule = schedule_layer(config, spec, dense=dense, capacity=capacity)
+        runs = pack_program(schedule)
         totals.update(runs=0, load_beats=0, output_beats=0)
-        # What the cycle model predicts for the same program, beside what the RTL counts.
-        totals["model_cycles"] = predict_runs(config, runs)["cycles"]
-        _run_accelerator(config, spec, layer, runs, simulator=simulator, progress=progress,
-                         totals=totals, output=output, axi_patterns=axi_patterns,
-                         session=session, waves=waves)
+        # What the cycle model predicts for the same schedule, beside what the RTL counts.
+        totals["model_cycles"] = predict(config, schedule.traces())["cycles"]
+        _run_accelerator(config, spec, schedule.mapping, runs, simulator=simulator,
+                         progress=progress, totals=totals, output=output,
+                         axi_patterns=axi_patterns, session=session, waves=waves)
     else:
-        layer, groups = layer_rows(config, spec, pes=pes, dense=dense)
-        _run_groups(config, spec, layer, groups, pes=pes, backend=backend, simulator=simulator,
+        schedule = schedule_layer(config, spec, dense=dense, pes=pes, runs=False)
+        _run_groups(config, spec, schedule, backend=backend, simulator=simulator,
                     progress=progress, totals=totals, output=output)
     if totals["effectual_macs"] != golden_effectual:
         raise RuntimeError(f"the RTL counted {totals['effectual_macs']} effectual MACs, the "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from gen.cycles import within_tolerance
+from gen.model.cycles import within_tolerance
 
 from .layer import run_layer, waves_path
 

@@ -1,44 +1,68 @@
-"""Host side of the PE and array co-simulation: output rows -> packed jobs -> results."""
+"""Host side of the PE and array co-simulation: tasks -> packed jobs -> outputs.
+
+A job entry holds the packed task and operand beats, the length of every
+output row per PE (the bench checks the ``last`` flags), the flow-control
+patterns and the cycle budget. The bench returns the drained rows; the host
+compares them (:func:`check_rows` for rows with a golden result, the layer
+driver for whole layers).
+"""
 
 from __future__ import annotations
 
-from gen.primitives import Packer
+from gen.compiler.tasks import Packer
+from hw.layouts import array_result_layout
 from hw.pe import overhead_bound
 
 from . import runner
 
-__all__ = ["make_run", "run_rows", "make_array_run", "run_array"]
+__all__ = ["make_run", "task_run", "run_rows", "array_run", "run_array", "check_rows"]
+
+
+def _budget(config, tasks, outputs):
+    """Cycles within which any correct PE or array has run ``tasks`` and drained
+    ``outputs``, however the streams pause: every MAC one at a time, every beat, 20
+    times over."""
+    work = sum(len(task.elements) * config.max_kernel + task.beats(config.elements_per_beat) + 4
+               for task in tasks)
+    return 20 * (work + outputs) + 1000
+
+
+def task_run(config, tasks, row_lengths, *, label, patterns=None, seed=0, issue_cycles=None,
+             cycle_limit=None):
+    """One PE job entry: ``tasks`` (:class:`~gen.compiler.tasks.RowTask` s) into output
+    rows of ``row_lengths``; with ``cycle_limit`` the bench fails a run that takes more."""
+    packer = Packer(config)
+    return {
+        "label": label,
+        "tasks": [packer.task(task) for task in tasks],
+        "elements": [bits for task in tasks for bits in packer.beats(task)],
+        "row_lengths": [list(row_lengths)],
+        "patterns": patterns or {},
+        "seed": seed,
+        "issue_cycles": issue_cycles,
+        "cycle_limit": cycle_limit,
+        "max_cycles": _budget(config, tasks, sum(row_lengths)),
+    }
 
 
 def make_run(config, rows, *, label, patterns=None, seed=0, check_cycles=None):
-    """One job entry: the packed beats of ``rows`` and what to expect.
+    """One PE job entry of ``rows`` (:class:`~gen.compiler.tasks.OutputRow` s).
 
     With ``check_cycles`` (default: when no flow-control pattern is given)
     the test bench fails if the run takes more than its issue cycles plus
     :func:`hw.pe.overhead_bound`.
     """
-    packer = Packer(config)
-    tasks = [task for row in rows for task in row.tasks]
     issue = sum(row.issue_cycles(config.lanes) for row in rows)
-    bound = overhead_bound([row.timing(config) for row in rows])
     if check_cycles is None:
         check_cycles = not patterns
-    return {
-        "label": label,
-        "tasks": [packer.task(task) for task in tasks],
-        "elements": [bits for task in tasks for bits in packer.beats(task)],
-        "expected": [[[int(v) for v in row.expected] for row in rows]],
-        "patterns": patterns or {},
-        "seed": seed,
-        "issue_cycles": issue,
-        "cycle_limit": issue + bound if check_cycles else None,
-        # Generous: every beat may wait for every pattern, plus the drains.
-        "max_cycles": 20 * (issue + bound + len(tasks) + sum(row.out_len for row in rows)) + 1000,
-    }
+    limit = issue + overhead_bound([row.timing(config) for row in rows]) if check_cycles else None
+    return task_run(config, [task for row in rows for task in row.tasks],
+                    [row.out_len for row in rows], label=label, patterns=patterns, seed=seed,
+                    issue_cycles=issue, cycle_limit=limit)
 
 
 def run_rows(config, runs, *, simulator=None, name="pe"):
-    """Run job entries (from :func:`make_run`) on the PE's Verilog; returns their results."""
+    """Run job entries (from :func:`task_run`) on the PE's Verilog; returns their results."""
     layout = Packer(config).result_layout
     job = {
         "result_lanes": [(None, layout["value"].offset, layout["value"].width,
@@ -48,40 +72,29 @@ def run_rows(config, runs, *, simulator=None, name="pe"):
     return runner.run(config, "cosim.test_pe", job, simulator=simulator, name=name)
 
 
-def make_array_run(config, groups, *, label, patterns=None, seed=0, present=None):
-    """One job entry for the PE array: ``groups`` of aligned rows, one per PE.
-
-    ``groups`` is a list of lists: each inner list holds one
-    :class:`~gen.primitives.OutputRow` per PE, rows that share their streamed
-    rows (from :meth:`gen.primitives.LayerRows.groups`). ``present[g][p]``
-    says whether PE ``p`` has a row of its own in group ``g`` (default: yes).
-    """
+def array_run(config, bundles, row_lengths, *, label, patterns=None, seed=0):
+    """One job entry for the PE array: ``bundles`` of ``(tasks, present)`` (one
+    :class:`~gen.compiler.tasks.RowTask` per PE, and whether each PE has a row of its
+    own: :func:`gen.compiler.program.bundle_tasks`), into output rows of
+    ``row_lengths[p]`` per PE ``p``."""
     packer = Packer(config)
-    bundles, beats = [], []
-    for number, rows in enumerate(groups):
-        if len(rows) != config.pes:
-            raise ValueError(f"a group needs {config.pes} rows, one per PE, not {len(rows)}")
-        for tasks in zip(*(row.tasks for row in rows)):
-            bundles.append(packer.bundle(tasks, present[number] if present else None))
-            beats.extend(packer.beats(tasks[0]))
-    issue = max(sum(rows[pe].issue_cycles(config.lanes) for rows in groups)
-                for pe in range(config.pes))
-    outputs = sum(row.out_len for rows in groups for row in rows)
+    words, beats = [], []
+    for tasks, present in bundles:
+        if len(tasks) != config.pes:
+            raise ValueError(f"a bundle needs {config.pes} tasks, one per PE, not {len(tasks)}")
+        words.append(packer.bundle(tasks, present))
+        beats.extend(packer.beats(tasks[0]))
     return {
-        "label": label, "tasks": bundles, "elements": beats,
-        "expected": [[[int(v) for v in rows[pe].expected] for rows in groups]
-                     for pe in range(config.pes)],
-        "patterns": patterns or {}, "seed": seed,
-        "issue_cycles": issue, "cycle_limit": None,
-        "max_cycles": 20 * (sum(r.issue_cycles(config.lanes) for g in groups for r in g)
-                            + len(bundles) + outputs) + 1000,
+        "label": label, "tasks": words, "elements": beats,
+        "row_lengths": [list(lengths) for lengths in row_lengths],
+        "patterns": patterns or {}, "seed": seed, "issue_cycles": None, "cycle_limit": None,
+        "max_cycles": _budget(config, [tasks[0] for tasks, _ in bundles],
+                              sum(map(sum, row_lengths))),
     }
 
 
 def run_array(config, runs, *, simulator=None, name="array"):
-    """Run job entries (from :func:`make_array_run`) on the PE array's Verilog."""
-    from hw.layouts import array_result_layout
-
+    """Run job entries (from :func:`array_run`) on the PE array's Verilog."""
     lanes = array_result_layout(config)["lanes"]
     lane = lanes.shape.elem_shape
     width = lane.size
@@ -95,3 +108,18 @@ def run_array(config, runs, *, simulator=None, name="array"):
     }
     return runner.run(config, "cosim.test_pe", job, block="pe_array", simulator=simulator,
                       name=name)
+
+
+def check_rows(label, rows, outputs):
+    """AssertionError naming the first row of ``rows`` (:class:`~gen.compiler.tasks.OutputRow`
+    s, golden) whose drained values in ``outputs`` (per row) differ."""
+    if len(outputs) != len(rows):
+        raise AssertionError(f"{label}: {len(outputs)} rows drained, {len(rows)} sent")
+    for number, (row, got) in enumerate(zip(rows, outputs)):
+        wanted = [int(v) for v in row.expected]
+        if list(got) != wanted:
+            first = next((i for i, (a, b) in enumerate(zip(got, wanted)) if a != b),
+                         min(len(got), len(wanted)))
+            raise AssertionError(f"{label}: row {number} differs first at output {first}: "
+                                 f"RTL row {list(got)}, golden row {wanted}")
+

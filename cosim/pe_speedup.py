@@ -10,28 +10,33 @@ speedup of the same rows is their dense MACs over their effectual MACs.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
 import numpy as np
 
-from gen.primitives import LayerRows
+from gen.compiler.layer import check_layer
+from gen.compiler.mapping import Mapping
+from gen.compiler.tasks import layer_row
 
-from .pe_jobs import make_run, run_rows
+from .pe_jobs import check_rows, make_run, run_rows
 
 __all__ = ["sample_rows", "measure"]
 
 
 def sample_rows(config, layer, phase, count, *, dense):
     """``count`` evenly spaced output rows of one layer phase (all of them if fewer)."""
-    rows = LayerRows(phase, x=layer.x, w=layer.w, dy=layer.dy,
-                     mask=layer.mask if phase == "bp" else None, stride=layer.stride,
-                     pad=layer.pad)
-    keys = rows.keys
+    operands = {"ff": dict(x=layer.x, w=layer.w), "bp": dict(dy=layer.dy, w=layer.w,
+                                                               mask=layer.mask),
+                "wg": dict(x=layer.x, dy=layer.dy, kernel=layer.w.shape[2:])}[phase]
+    spec = check_layer(config, phase, **operands, stride=layer.stride, pad=layer.pad)
+    mapping = Mapping(spec)      # the natural rows, one kernel row per WG row
+    keys = list(itertools.product(*map(range, mapping.shape)))
     positions = sorted(set(np.linspace(0, len(keys) - 1, min(count, len(keys)))
                            .round().astype(int)))
     return [row for position in positions
-            for _, row in rows.tiles(config, keys[position], dense=dense)]
+            for _, row in layer_row(config, spec, mapping, keys[position], dense=dense)]
 
 
 def measure(config, rates=(0.0, 0.9), rows_per_layer=32, *, batch_size=4, seed=0,
@@ -51,6 +56,8 @@ def measure(config, rates=(0.0, 0.9), rows_per_layer=32, *, batch_size=4, seed=0
                 measured = run_rows(config, [make_run(config, dense, label=f"{label} dense"),
                                              make_run(config, sparse, label=f"{label} sparse")],
                                     simulator=simulator, name="pe-speedup")
+                for rows, result, mode in zip((dense, sparse), measured, ("dense", "sparse")):
+                    check_rows(f"{label} {mode}", rows, result["outputs"])
                 dense_run, sparse_run = measured
                 entry = {
                     "p": p, "layer": layer.name, "phase": phase, "rows": len(sparse),

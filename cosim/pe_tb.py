@@ -3,9 +3,10 @@
 Both blocks have the same ports: a ``task`` stream, an ``operand`` stream and
 a ``result`` stream (the array tags each result with its PE). The bench runs
 *jobs* made on the host side (:mod:`cosim.pe_jobs`): packed task and operand
-beats, the expected rows per PE from the golden model, the flow-control
-patterns and the cycle limit. It imports neither Amaranth nor the golden
-model: it drives bits and compares integers.
+beats, the length of every output row per PE, the flow-control patterns and
+the cycle limit. It imports neither Amaranth nor the golden model: it drives
+bits, checks the handshakes and ``last`` flags, and returns the drained rows
+for the host to compare.
 """
 
 import itertools
@@ -104,10 +105,10 @@ class TB:
         cocotb.start_soon(self._send("task", run["tasks"], _pattern(patterns.get("task"), rng)))
         cocotb.start_soon(self._send("operand", run["elements"],
                                      _pattern(patterns.get("element"), rng)))
-        expected_per_pe = run["expected"]
+        lengths_per_pe = run["row_lengths"]
         outputs = await self._receive(
-            sum(len(row) for rows in expected_per_pe for row in rows),
-            _pattern(patterns.get("result"), rng), job, run["max_cycles"], start)
+            sum(map(sum, lengths_per_pe)), _pattern(patterns.get("result"), rng), job,
+            run["max_cycles"], start)
         # The last output was accepted at the edge just passed.
         cycles = self.cycle - start
         await RisingEdge(self.dut.clk)
@@ -115,24 +116,20 @@ class TB:
         counters = {name: int(getattr(self.dut, name).value) for name in self.COUNTERS
                     if hasattr(self.dut, name)}
         per_pe = []
-        for pe, rows in enumerate(expected_per_pe):
+        for pe, lengths in enumerate(lengths_per_pe):
             mine = [(value, last) for tag, value, last in outputs if tag == pe]
+            if len(mine) != sum(lengths):
+                raise AssertionError(f"{run['label']}: PE {pe} drained {len(mine)} outputs, "
+                                     f"not {sum(lengths)}")
             per_row, position = [], 0
-            for number, expected in enumerate(rows):
-                chunk = mine[position:position + len(expected)]
-                position += len(expected)
-                values = [v for v, _ in chunk]
+            for number, length in enumerate(lengths):
+                chunk = mine[position:position + length]
+                position += length
                 lasts = [last for _, last in chunk]
-                if values != list(expected):
-                    first = next((i for i, (a, b) in enumerate(zip(values, expected)) if a != b),
-                                 len(values))
-                    raise AssertionError(
-                        f"{run['label']}: PE {pe} row {number} differs first at output {first}: "
-                        f"RTL row {values}, golden row {list(expected)}")
-                if lasts != [0] * (len(expected) - 1) + [1]:
+                if lasts != [0] * (length - 1) + [1]:
                     raise AssertionError(f"{run['label']}: PE {pe} row {number} has last "
                                          f"flags {lasts}")
-                per_row.append(values)
+                per_row.append([value for value, _ in chunk])
             per_pe.append(per_row)
         limit = run.get("cycle_limit")
         if limit is not None and cycles > limit:

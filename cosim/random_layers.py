@@ -22,7 +22,7 @@ A case is one layer phase over everything the config supports:
 Each case runs dense and sparse (:func:`cosim.layer_speedup.compare_modes`):
 both outputs bit-exact with the golden model, the saturation flag and the
 effectual-MAC counter exact, and the cycle model within
-its tolerance of the RTL in both modes (:func:`gen.cycles.within_tolerance`).
+its tolerance of the RTL in both modes (:func:`gen.model.cycles.within_tolerance`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.cycles import TOLERANCE, TOLERANCE_CYCLES
-from gen.program import Capacity
+from gen.model.cycles import TOLERANCE, TOLERANCE_CYCLES
+from gen.compiler.runs import Capacity
 from hw.config import AccelConfig
 from pruning import golden
 

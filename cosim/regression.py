@@ -11,7 +11,7 @@ random AXI backpressure and idle cycles on both streams.
 
 :func:`format_table` prints a summary line per case: dense and sparse
 cycles, measured and ideal speedup, PE utilization in both modes, and the
-cycles the cycle model (:mod:`gen.cycles`) predicts for the same programs,
+cycles the cycle model (:mod:`gen.model.cycles`) predicts for the same programs,
 which must be within the model's tolerance of the RTL's
 (:func:`model_misses` lists the cases that are not).
 """
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gen.program import Capacity
+from gen.compiler.runs import Capacity
 
 from .layer import waves_path
 from .layer_speedup import compare_modes, phase_operands, ratio
@@ -153,7 +153,7 @@ def run_regression(config, *, quick=False, simulator=None, progress=True, waves=
 
 def model_misses(results):
     """The cases whose cycle-model prediction is off the RTL by more than the tolerance
-    (:func:`gen.cycles.within_tolerance`)."""
+    (:func:`gen.model.cycles.within_tolerance`)."""
     return [f"{e['case']} {e['phase']}: RTL dense/sparse {e['dense_cycles']}/"
             f"{e['sparse_cycles']}, model {e['model_dense_cycles']}/{e['model_sparse_cycles']}"
             for e in results if not e["model_within_tolerance"]]

@@ -69,6 +69,8 @@ class FaultBench(TB):
     async def clean_run(self, label):
         """The normal run, bit-exact, with the counters of the first one."""
         result = await self.execute(self.job["run"], f"{label}: the clean run after it")
+        outputs = [value for values in result["outputs"] for value in values]
+        assert outputs == self.job["expected"], f"{label}: the clean run's outputs differ"
         counters = {k: v for k, v in result.items() if k != "outputs"}
         if self.reference is None:
             self.reference = counters
@@ -85,7 +87,7 @@ async def faults(dut):
     await tb.reset()
     regs = job["registers"]
     run = job["run"]
-    expected = [value for outputs in run["expected"] for value in outputs]
+    expected = job["expected"]
     await tb.clean_run("reference")
 
     # -- the bus: SLVERR for unmapped and read-only addresses and partial writes,
@@ -160,9 +162,9 @@ async def faults(dut):
     depth = job["output_depth"]
     await tb.start(overflow)
     values = await tb.outputs()
-    assert len(values) == depth * len(overflow["expected"]), \
+    assert len(values) == depth * len(job["overflow_expected"]), \
         f"output overflow: {len(values)} outputs read back"
-    for unit, wanted in enumerate(overflow["expected"]):
+    for unit, wanted in enumerate(job["overflow_expected"]):
         got = values[unit * depth:(unit + 1) * depth]
         assert got == wanted[:depth], f"output overflow: PE {unit}'s kept outputs differ"
     assert await tb.read("OUTPUTS") == depth, "OUTPUTS after an overflow"

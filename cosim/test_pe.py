@@ -14,6 +14,6 @@ async def run_job(dut):
     for run in job["runs"]:
         dut._log.info("run %s: %d tasks, %d operand beats, %d rows", run["label"],
                       len(run["tasks"]), len(run["elements"]),
-                      sum(len(rows) for rows in run["expected"]))
+                      sum(map(len, run["row_lengths"])))
         results.append(await tb.run(run, job))
     save_result(results)

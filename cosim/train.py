@@ -3,16 +3,16 @@
 The integer training loop of :mod:`pruning.integer_training` with the
 accelerator's top level as its conv backend (:class:`RtlBackend`): every FF,
 BP and WG convolution of every conv layer of every step is compiled
-(:func:`gen.layer.compile_layer`), loaded over AXI4-Stream, run and read back
+(:func:`gen.compiler.program.pack_program`), loaded over AXI4-Stream, run and read back
 (:func:`cosim.layer.run_layer`, sparse mode). Next to it the golden loop
 runs the same steps; after each step the weights must be equal bit for bit
 (:func:`pruning.integer_training.train_lockstep`).
 
 Per convolution the backend reports the RTL's compute cycles in sparse
 mode and the dense-mode cycles of the same operands, from the cycle model
-(:mod:`gen.cycles`, within 2% of the RTL on the regression) or, with
+(:mod:`gen.model.cycles`, within 2% of the RTL on the regression) or, with
 ``dense="rtl"``, from a second RTL run in dense mode; plus the cycle and
-energy models' sparse and dense figures (:func:`gen.network.mode_result`).
+energy models' sparse and dense figures (:func:`gen.model.network.mode_result`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from gen.layer import check_layer
-from gen.network import mode_result
-from gen.traces import LayerMaps
+from gen.compiler.layer import check_layer
+from gen.model.network import mode_result
+from gen.compiler.layer import LayerMaps
 from pruning.integer_training import (LAYERS, IntegerCNNTrainer, TrainingMismatch,
                                       TrainingSettings, train_lockstep)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from hw.config import PRESETS, preset
 from pruning.cli import non_negative_int, positive_int, rate, run_command
 
-from .layer import add_layer_arguments
+from .compiler.layer import add_layer_arguments
 from .verilog import BLOCKS, LINT_WAIVERS, emit, lint
 
 # The FPGA view flattens the whole accelerator; it runs by default only where
@@ -56,7 +56,7 @@ def synth(args):
 def layers(args):
     from pruning.models import build_model
 
-    from .compiler import extract_layers
+    from .compiler.network import extract_layers
 
     model, shape = build_model(args.model)
     network = extract_layers(model, shape)
@@ -79,17 +79,18 @@ def estimate(args):
     import json
     from pathlib import Path
 
-    from .cycles import estimate_layer
-    from .layer import load_operands
+    from .model.estimate import estimate_layer
+    from .compiler.layer import load_operands
 
     config = preset(args.config)
-    stats, runs = estimate_layer(config, args.phase, **load_operands(args), stride=args.stride,
-                                 pad=args.pad, kernel=args.kernel, dense=args.dense,
-                                 progress=True, return_runs=True)
+    result = estimate_layer(config, args.phase, **load_operands(args), stride=args.stride,
+                            pad=args.pad, kernel=args.kernel, dense=args.dense, progress=True,
+                            return_runs=bool(args.program))
+    stats, runs = result if args.program else (result, None)
     Path(args.stats).parent.mkdir(parents=True, exist_ok=True)
     Path(args.stats).write_text(json.dumps(stats, indent=2) + "\n")
     if args.program:
-        from .program import program_json
+        from .compiler.program import program_json
 
         Path(args.program).parent.mkdir(parents=True, exist_ok=True)
         Path(args.program).write_text(json.dumps(program_json(config, runs)) + "\n")
@@ -104,7 +105,7 @@ def estimate(args):
 def report(args):
     import json
 
-    from .report import build_report, write_report
+    from .model.report import build_report, write_report
 
     config = preset(args.config)
     densities = None

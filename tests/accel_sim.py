@@ -9,7 +9,7 @@ from streams import ProtocolMonitor
 
 
 def run_accelerator_sim(config, runs, *, max_cycles=100_000, on_cycle=None):
-    """Load, start and read back each :class:`gen.program.Run` of ``runs`` on a fresh top level.
+    """Load, start and read back each :class:`gen.compiler.program.Run` of ``runs`` on a fresh top level.
 
     Returns ``(results, monitor)``: per run the outputs (a list per PE), the
     counters read over AXI4-Lite and the compute cycles the bench counted

@@ -4,7 +4,7 @@ import itertools
 
 from amaranth.sim import Simulator
 
-from gen.primitives import Packer
+from gen.compiler.tasks import Packer
 from hw.pe import SparsePE
 
 from streams import ProtocolMonitor

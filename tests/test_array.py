@@ -7,10 +7,14 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from cosim.pe_jobs import make_array_run
-from gen.layer import check_layer, layer_rows
+from cosim.layer import add_drained
+from cosim.pe_jobs import array_run
+from gen.compiler.layer import check_layer
+from gen.compiler.program import bundle_tasks
+from gen.compiler.schedule import schedule_layer
 from hw.array import PEArray
 from hw.config import PRESETS
+from pruning import golden
 
 from pe_sim import offer
 from streams import ProtocolMonitor
@@ -19,11 +23,11 @@ SMALL = PRESETS["small"]
 
 
 def run_array_sim(config, job, *, task_pattern, beat_pattern, result_pattern):
-    """Run one array job (:func:`cosim.pe_jobs.make_array_run`); returns the outputs per PE
+    """Run one array job (:func:`cosim.pe_jobs.array_run`); returns the outputs per PE
     and the monitor."""
     dut = PEArray(config)
     monitor = ProtocolMonitor(dut)
-    expected = sum(len(row) for rows in job["expected"] for row in rows)
+    expected = sum(map(sum, job["row_lengths"]))
     outputs = [[] for _ in range(config.pes)]
 
     async def tasks(ctx):
@@ -76,15 +80,24 @@ def test_array_streams_keep_the_protocol_and_the_outputs_are_golden(phase, dense
     operands = {"ff": {"x": x, "w": w}, "bp": {"dy": dy, "w": w, "mask": x > 0},
                 "wg": {"x": x, "dy": dy, "kernel": (3, 3)}}[phase]
     spec = check_layer(SMALL, phase, **operands, stride=1, pad=1)
-    _, groups = layer_rows(SMALL, spec, pes=SMALL.pes, dense=dense)
-    present = [[key is not None for key in keys] for keys, _, _ in groups]
-    job = make_array_run(SMALL, [rows for _, _, rows in groups], label=phase, present=present)
+    schedule = schedule_layer(SMALL, spec, dense=dense, runs=False)
+    groups = schedule.groups
+    bundles = [bundle for group in groups for bundle in bundle_tasks(schedule, group)]
+    job = array_run(SMALL, bundles, [[group.out_len for group in groups]] * SMALL.pes,
+                    label=phase)
     patterns = [itertools.cycle(p) for p in PATTERNS[pattern]]
     outputs, monitor = run_array_sim(SMALL, job, task_pattern=patterns[0],
                                      beat_pattern=patterns[1], result_pattern=patterns[2])
-    for unit in range(SMALL.pes):
-        wanted = [value for row in job["expected"][unit] for value in row]
-        assert outputs[unit] == wanted, f"PE {unit}"
+    layer, position = np.zeros(spec.output_shape, np.int64), 0
+    for group in groups:
+        stop = position + group.out_len
+        add_drained(SMALL, schedule.mapping, layer, group.keys, group.columns,
+                    [values[position:stop] for values in outputs])
+        position = stop
+    assert np.array_equal(layer, golden.conv_phase(phase, stride=1, pad=1, x=spec.x, w=spec.w,
+                                                   dy=spec.dy, mask=spec.mask,
+                                                   kernel_hw=spec.kernel_hw,
+                                                   input_hw=spec.input_hw))
     # The array's queues, the PEs' streams and queues: all watched, all used.
     for unit in range(SMALL.pes):
         for name in (f"top.task_queue_{unit}", f"top.pe_{unit}.task", f"top.pe_{unit}.result"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from gen.compiler import extract_layers
+from gen.compiler.network import extract_layers
 from pruning.digits import DigitsCNN
 from pruning.models import build_model
 

@@ -14,7 +14,7 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from gen.program import _split
+from gen.compiler.program import _split
 from hw.buffer import LoadBuffer
 from hw.config import PRESETS
 from hw.controller import Controller

@@ -8,12 +8,17 @@ import numpy as np
 import pytest
 
 from cosim import runner
+from cosim.accel_jobs import job_constants, timeout_cycles
 from cosim.regression import cases, run_case
-from gen.primitives import LayerRows
-from gen.program import Capacity, build_runs
+from gen.compiler.layer import check_layer
+from gen.compiler.program import pack_program
+from gen.compiler.runs import Capacity
+from gen.compiler.schedule import schedule_layer
 from hw.buffer import entry_beats
 from hw.config import PRESETS
+from hw.layouts import buffer_layouts
 from hw.top import ERROR_BITS, REGISTERS
+from pruning import golden
 
 SMALL = PRESETS["small"]
 QUICK = cases(SMALL, quick=True)
@@ -33,34 +38,42 @@ def test_quick_regression(case):
     assert entry["model_within_tolerance"], entry
 
 
+def _ff_runs(x, w, *, pad, capacity=None):
+    """``(runs, expected)``: a dense FF layer's program and, per run and PE, the golden
+    outputs in drain order (zeros for a PE without a row)."""
+    spec = check_layer(SMALL, "ff", x=x, w=w, stride=1, pad=pad)
+    schedule = schedule_layer(SMALL, spec, dense=True, capacity=capacity)
+    result = golden.conv_phase("ff", x=x, w=w, stride=1, pad=pad)
+    runs = pack_program(schedule)
+    expected = [[[int(v) for drain in run.drains
+                  for v in (schedule.mapping.output_view(result, drain.keys[unit], drain.columns)
+                            if drain.keys[unit] is not None else [0] * drain.out_len)]
+                 for unit in range(SMALL.pes)] for run in runs]
+    return runs, expected
+
+
 def _small_run():
     rng = np.random.default_rng(3)
-    x = rng.integers(-5, 6, (1, 2, 5, 6))
-    w = rng.integers(-5, 6, (3, 2, 3, 3))
-    layer = LayerRows("ff", x=x, w=w, stride=1, pad=1)
-    groups = list(layer.groups(SMALL, SMALL.pes))
-    (run,) = build_runs(SMALL, "ff", groups, stride=1, kernel=3, dense=True)
-    return run
+    (run,), (expected,) = _ff_runs(rng.integers(-5, 6, (1, 2, 5, 6)),
+                                   rng.integers(-5, 6, (3, 2, 3, 3)), pad=1)
+    return run, expected
 
 
 def _fault_job():
-    from cosim.accel_jobs import job_constants, timeout_cycles
-    from hw.layouts import buffer_layouts
-
     def entry(run):
-        return {"registers": run.registers, "loads": run.loads, "expected": run.expected,
+        return {"registers": run.registers, "loads": run.loads,
+                "outputs_per_pe": run.outputs_per_pe,
                 "timeout_cycles": timeout_cycles(SMALL, run)}
 
     # More outputs per PE than a bank holds (the compiler never makes such a run).
     rng = np.random.default_rng(4)
-    x = rng.integers(-5, 6, (2, 1, 40, 16))
-    w = rng.integers(-5, 6, (4, 1, 1, 1))
-    groups = list(LayerRows("ff", x=x, w=w, stride=1, pad=0).groups(SMALL, SMALL.pes))
     beyond = Capacity(program=4096, operand=4096, stationary=512, mask=512,
                       outputs=4 * SMALL.output_depth)
-    (overflow,) = build_runs(SMALL, "ff", groups, stride=1, kernel=1, dense=True,
-                             capacity=beyond)
+    (overflow,), (overflow_expected,) = _ff_runs(rng.integers(-5, 6, (2, 1, 40, 16)),
+                                                 rng.integers(-5, 6, (4, 1, 1, 1)), pad=0,
+                                                 capacity=beyond)
     assert overflow.outputs_per_pe > SMALL.output_depth
+    run, expected = _small_run()
     return {
         **job_constants(SMALL),
         "info": SMALL.pes | SMALL.max_row << 16, "program_depth": SMALL.program_depth,
@@ -69,7 +82,8 @@ def _fault_job():
         # One beat more than each buffer holds.
         "overlong": {name: depth * entry_beats(shape, SMALL.stream_width) + 1
                      for name, (shape, depth) in buffer_layouts(SMALL).items()},
-        "run": entry(_small_run()), "overflow_run": entry(overflow),
+        "run": entry(run), "expected": [value for values in expected for value in values],
+        "overflow_run": entry(overflow), "overflow_expected": overflow_expected,
     }
 
 
@@ -93,23 +107,25 @@ def test_every_fault_is_flagged_and_the_next_run_is_clean():
 
 def test_runs_respect_the_capacity():
     rng = np.random.default_rng(5)
-    x = rng.integers(-5, 6, (2, 3, 6, 6))
-    w = rng.integers(-5, 6, (4, 3, 3, 3))
-    groups = list(LayerRows("ff", x=x, w=w, stride=1, pad=1).groups(SMALL, SMALL.pes))
+    spec = check_layer(SMALL, "ff", x=rng.integers(-5, 6, (2, 3, 6, 6)),
+                       w=rng.integers(-5, 6, (4, 3, 3, 3)), stride=1, pad=1)
     capacity = Capacity(program=40, operand=16, stationary=8, mask=4, outputs=64)
-    runs = build_runs(SMALL, "ff", groups, stride=1, kernel=3, dense=True, capacity=capacity)
+    schedule = schedule_layer(SMALL, spec, dense=True, capacity=capacity)
+    runs = pack_program(schedule)
     assert len(runs) > 1
     for run in runs:
+        for name in ("program", "operand", "stationary", "mask", "outputs"):
+            assert run.entries[name] <= getattr(capacity, name), name
         assert run.commands <= capacity.program
         assert run.outputs_per_pe <= capacity.outputs
     # Every bundle of every group is in exactly one run.
-    assert sum(run.commands for run in runs) == sum(len(rows[0].tasks) for _, _, rows in groups)
+    assert sum(run.commands for run in runs) == sum(group.bundles for group in schedule.groups)
 
 
 def test_a_session_runs_job_after_job_like_separate_simulators():
     from cosim.accel_jobs import accelerator_session, make_entry, run_accelerator
 
-    run = _small_run()
+    run, expected = _small_run()
     entries = [make_entry(SMALL, [run], label="session")]
     alone = run_accelerator(SMALL, entries, name="alone")
     with accelerator_session(SMALL) as session:
@@ -118,18 +134,18 @@ def test_a_session_runs_job_after_job_like_separate_simulators():
         second = run_accelerator(SMALL, entries, session=session)
         work = session.work
     assert first == second == alone
+    assert first[0][0]["outputs"] == expected
     assert not work.exists()     # a session that ended well leaves nothing behind
 
 
 def test_a_failing_job_ends_the_session_with_the_simulator_log():
     from cosim.accel_jobs import accelerator_session, make_entry, run_accelerator
 
-    run = _small_run()
-    wrong = [list(outputs) for outputs in run.expected]
-    wrong[0][0] += 1
-    bad = make_entry(SMALL, [type(run)(**{**run.__dict__, "expected": wrong})], label="bad")
+    run, _ = _small_run()
+    bad = make_entry(SMALL, [run], label="bad")
+    bad["runs"][0]["outputs_per_pe"] += 1      # the bench then counts too few outputs
     session = accelerator_session(SMALL)
-    with pytest.raises(runner.CosimError, match="PE 0 output 0 is"):
+    with pytest.raises(runner.CosimError, match="outputs, expected"):
         run_accelerator(SMALL, [bad], session=session)
     with pytest.raises(runner.CosimError):
         session.close()

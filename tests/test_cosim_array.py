@@ -1,16 +1,19 @@
 """cocotb co-simulation of the PEArray Verilog on whole layers, against the golden model.
 
-Rows that share their streamed rows are grouped one per PE
-(:meth:`gen.primitives.LayerRows.groups`); each PE's outputs are compared
-bit for bit inside the test bench, then the layer is assembled and compared
-with the golden convolution.
+Rows that share their streamed rows are grouped one per PE (the schedule,
+:func:`gen.compiler.schedule.schedule_layer`, built without runs); the PEs'
+drained rows are placed back into the layer (:func:`cosim.layer.add_drained`)
+and compared with the golden convolution, bit for bit.
 """
 
 import numpy as np
 import pytest
 
-from cosim.pe_jobs import make_array_run, run_array
-from gen.primitives import LayerRows, wg_kernel_rows
+from cosim.layer import add_drained
+from cosim.pe_jobs import array_run, run_array
+from gen.compiler.layer import check_layer, count_macs, golden_output
+from gen.compiler.program import bundle_tasks
+from gen.compiler.schedule import schedule_layer
 from hw.config import PRESETS
 from pruning import capture_digits, golden
 
@@ -26,12 +29,20 @@ def sparse(rng, shape, density, limit=500):
     return rng.integers(-limit, limit + 1, size=shape) * (rng.random(shape) < density)
 
 
-def assemble(layer, groups, per_pe, shape):
-    output = np.zeros(shape, dtype=np.int64)
-    for number, (keys, columns, _) in enumerate(groups):
-        for pe, key in enumerate(keys):
-            if key is not None:
-                layer.output_view(output, key, columns)[...] += per_pe[pe][number]
+def job(schedule, label, **extra):
+    """The array job of every group of ``schedule``."""
+    groups = schedule.groups
+    bundles = [bundle for group in groups for bundle in bundle_tasks(schedule, group)]
+    return array_run(SMALL, bundles, [[group.out_len for group in groups]] * SMALL.pes,
+                     label=label, **extra)
+
+
+def assemble(spec, schedule, per_pe):
+    """The layer from the rows each PE drained (``per_pe[p]``: PE ``p``'s rows)."""
+    output = np.zeros(spec.output_shape, dtype=np.int64)
+    for number, group in enumerate(schedule.groups):
+        add_drained(SMALL, schedule.mapping, output, group.keys, group.columns,
+                    [rows[number] for rows in per_pe])
     return output
 
 
@@ -41,11 +52,10 @@ def layer_case(rng, phase, kernel, stride, pad, hw, channels=(5, 6), density=0.4
     w = sparse(rng, (k_len, c_len, *kernel), 0.9)
     out_hw = [golden.output_size(i, r, stride, pad) for i, r in zip(hw, kernel)]
     dy = sparse(rng, (2, k_len, *out_hw), density)
-    mask = (x > 0) if phase == "bp" else None
-    expected = golden.conv_phase(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad)
-    kernel_rows = wg_kernel_rows(SMALL, kernel) if phase == "wg" else 1
-    return LayerRows(phase, x=x, w=w, dy=dy, mask=mask, stride=stride, pad=pad,
-                     kernel_rows=kernel_rows), expected
+    operands = {"ff": dict(x=x, w=w), "bp": dict(dy=dy, w=w, mask=x > 0),
+                "wg": dict(x=x, dy=dy, kernel=kernel)}[phase]
+    spec = check_layer(SMALL, phase, **operands, stride=stride, pad=pad)
+    return spec, golden_output(spec)
 
 
 @pytest.mark.parametrize("phase", golden.PHASES)
@@ -58,28 +68,23 @@ def test_random_layers(phase):
              layer_case(rng, phase, (1, 1), 2, 0, (5, 9), channels=(3, 5)),
              layer_case(rng, phase, (5, 3), 4, 2, (9, 21))]   # 21 > max_row 16: tiled
     runs, plans = [], []
-    for number, (layer, expected) in enumerate(cases):
+    for number, (spec, expected) in enumerate(cases):
         for dense in (False, True):
-            groups = list(layer.groups(SMALL, SMALL.pes, dense=dense))
-            rows = [g for _, _, g in groups]
+            schedule = schedule_layer(SMALL, spec, dense=dense, runs=False)
             label = f"{phase} case {number} {'dense' if dense else 'sparse'} seed={seed}"
-            runs.append(make_array_run(SMALL, rows, label=label))
-            plans.append((layer, groups, expected))
+            runs.append(job(schedule, label))
+            plans.append((spec, schedule, expected))
             if not dense and number == 0:
                 for name, pattern in PATTERNS.items():
-                    runs.append(make_array_run(SMALL, rows, label=f"{label} {name}",
-                                               patterns=pattern, seed=seed))
-                    plans.append((layer, groups, expected))
+                    runs.append(job(schedule, f"{label} {name}", patterns=pattern, seed=seed))
+                    plans.append((spec, schedule, expected))
     results = run_array(SMALL, runs, name=f"random-{phase}")
-    for run, (layer, groups, expected), result in zip(runs, plans, results):
-        output = assemble(layer, groups, result["per_pe"], expected.shape)
-        assert np.array_equal(output, expected), run["label"]
-        real = [row for keys, _, rows in groups for key, row in zip(keys, rows) if key is not None]
-        dense_mode = "dense" in run["label"]
-        issued = sum(r.dense_macs if dense_mode else r.effectual_macs
-                     for _, _, rows in groups for r in rows)
+    for run, (spec, schedule, expected), result in zip(runs, plans, results):
+        assert np.array_equal(assemble(spec, schedule, result["per_pe"]), expected), \
+            run["label"]
+        issued = sum(int(group.issued_macs.sum()) for group in schedule.groups)
         assert result["issued_macs"] == issued, run["label"]
-        assert result["effectual_macs"] == sum(r.effectual_macs for r in real), run["label"]
+        assert result["effectual_macs"] == count_macs(spec)[1], run["label"]
         assert result["saturated"] == 0
 
 
@@ -88,17 +93,15 @@ def test_captured_layer():
     layer = capture_digits(0.9, batch_size=1, seed=0)[1]
     runs, plans = [], []
     for phase in golden.PHASES:
-        mask = layer.mask if phase == "bp" else None
-        rows = LayerRows(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
-                         stride=layer.stride, pad=layer.pad,
-                         kernel_rows=wg_kernel_rows(SMALL, layer.kernel_hw) if phase == "wg"
-                         else 1)
-        expected = golden.conv_phase(phase, x=layer.x, w=layer.w, dy=layer.dy, mask=mask,
-                                     stride=layer.stride, pad=layer.pad)
-        groups = list(rows.groups(SMALL, SMALL.pes))
-        runs.append(make_array_run(SMALL, [g for _, _, g in groups], label=f"captured {phase}"))
-        plans.append((rows, groups, expected))
-    for run, (rows, groups, expected), result in zip(runs, plans,
-                                                     run_array(SMALL, runs, name="captured")):
-        assert np.array_equal(assemble(rows, groups, result["per_pe"], expected.shape),
-                              expected), run["label"]
+        operands = {"ff": dict(x=layer.x, w=layer.w),
+                    "bp": dict(dy=layer.dy, w=layer.w, mask=layer.mask),
+                    "wg": dict(x=layer.x, dy=layer.dy, kernel=layer.w.shape[2:])}[phase]
+        spec = check_layer(SMALL, phase, **operands, stride=layer.stride, pad=layer.pad)
+        expected = golden_output(spec)
+        schedule = schedule_layer(SMALL, spec, dense=False, runs=False)
+        runs.append(job(schedule, f"captured {phase}"))
+        plans.append((spec, schedule, expected))
+    for run, (spec, schedule, expected), result in zip(runs, plans,
+                                                       run_array(SMALL, runs, name="captured")):
+        assert np.array_equal(assemble(spec, schedule, result["per_pe"]), expected), \
+            run["label"]

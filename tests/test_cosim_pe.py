@@ -11,7 +11,7 @@ import pytest
 
 from cosim.pe_jobs import make_run, run_rows
 from cosim.pe_speedup import sample_rows
-from gen.primitives import make_output_row
+from gen.compiler.tasks import make_output_row
 from hw.config import PRESETS
 from pruning import capture_digits, golden
 

@@ -9,7 +9,7 @@ import pytest
 from cosim import random_layers
 from cosim.__main__ import main as cosim_main
 from cosim.random_layers import draw_case, format_summary, run_random
-from gen.layer import check_layer
+from gen.compiler.layer import check_layer
 from hw.config import PRESETS
 from pruning import golden
 

@@ -14,7 +14,7 @@ import pytest
 
 from cosim import train
 from cosim.train import PHASES, RtlBackend, format_summary, train_rtl
-from gen.cycles import TOLERANCE
+from gen.model.cycles import TOLERANCE
 from hw.config import PRESETS, AccelConfig
 from pruning.integer_training import TrainingMismatch, TrainingSettings, golden_backend
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from gen.__main__ import main
-from gen.cycles import Trace, estimate_layer, simulate
-from gen.layer import STATS_KEYS
+from gen.compiler.layer import STATS_KEYS
+from gen.model.cycles import simulate
+from gen.model.estimate import estimate_layer
+from gen.model.trace import Trace
 from hw.config import PRESETS
 from pruning import golden
 

@@ -1,15 +1,16 @@
-"""Whole networks through the cycle and energy models (gen/network.py, gen/energy.py)."""
+"""Whole networks through the cycle and energy models (gen/model/network.py, energy.py)."""
 
 import numpy as np
 import pytest
 from torch import nn
 
-from gen.compiler import extract_layers
-from gen.cycles import estimate_layer
-from gen.energy import EnergyTable, count_events, energy_pj
-from gen.layer import check_layer, compile_layer
-from gen.cycles import trace_run
-from gen.network import estimate_network, phase_maps, random_operands, summarize
+from gen.compiler.layer import check_layer
+from gen.compiler.network import extract_layers
+from gen.compiler.program import pack_program
+from gen.compiler.schedule import schedule_layer
+from gen.model.energy import EnergyTable, count_events, energy_pj
+from gen.model.estimate import estimate_layer
+from gen.model.network import estimate_network, phase_maps, random_operands, summarize
 from hw.config import PRESETS
 from pruning import golden
 
@@ -41,7 +42,7 @@ def test_network_phases_match_the_layer_model():
             ops["x"] = maps.x if maps.x is not None else np.zeros(
                 (2, layer.in_channels, *layer.input_hw), np.uint8)
         for mode in ("dense", "sparse"):
-            # The program path (what the RTL runs) and the network path agree.
+            # A layer's operands (the path of the RTL) and the network's maps agree.
             stats = estimate_layer(SMALL, entry["phase"], **ops, stride=layer.stride,
                                    pad=layer.pad, dense=mode == "dense")
             assert entry[mode]["cycles"] == stats["cycles"], (entry["layer"], entry["phase"])
@@ -95,9 +96,8 @@ def test_energy_events_of_a_run():
     spec = check_layer(SMALL, "ff", x=x, w=w, stride=1, pad=1)
     energies = {}
     for dense in (True, False):
-        _, runs = compile_layer(SMALL, spec, dense=dense)
-        (run,) = runs
-        trace = trace_run(SMALL, run)
+        schedule = schedule_layer(SMALL, spec, dense=dense)
+        (run,), (trace,) = pack_program(schedule), schedule.traces()
         events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
         assert sum(events["stationary"].values()) == run.commands * SMALL.pes

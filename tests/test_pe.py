@@ -8,7 +8,7 @@ import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from gen.primitives import Packer, make_output_row, make_output_rows
+from gen.compiler.tasks import Packer, make_output_row, make_output_rows
 from hw.config import AccelConfig, PRESETS
 from hw.pe import overhead_bound
 from hw.window import WindowDecoder

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from gen.__main__ import main
-from gen.report import PUBLISHED, build_report, write_report
+from gen.model.report import PUBLISHED, build_report, write_report
 from hw.config import PRESETS
 
 

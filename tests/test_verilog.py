@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from gen.__main__ import main as gen_main
-from gen.primitives import check_fits, make_output_row
+from gen.compiler.tasks import make_output_row
+from gen.compiler.tiling import check_fits
 from gen.verilog import emit, lint
 from hw.config import PRESETS
 

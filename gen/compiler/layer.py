@@ -2,8 +2,8 @@
 
 The contract shared by the co-simulation (``python -m cosim layer``,
 :func:`cosim.layer.run_layer`) and the cycle model (``python -m gen
-estimate``, :func:`gen.cycles.estimate_layer`): integer operands and the
-geometry of one FF, BP or WG phase, checked against SPEC section 2 and the
+estimate``, :func:`gen.model.estimate.estimate_layer`): integer operands and the
+geometry of one FF, BP or WG phase, checked against docs/SPEC.md and the
 :class:`~hw.config.AccelConfig` before anything is built, each problem
 reported as one ``ValueError`` naming it; and the statistics both report
 (:data:`STATS_KEYS`).
@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.config import AccelConfig
-from pruning import golden
+from dataclasses import dataclass
 
-__all__ = ["LayerSpec", "check_layer", "STATS_KEYS", "layer_stats", "layer_rows", "compile_layer",
-           "count_macs", "add_layer_arguments", "load_operands", "check_mode"]
+from hw.config import PRESETS, AccelConfig
+from pruning import golden
+from pruning.cli import positive_int
+
+__all__ = ["LayerSpec", "LayerMaps", "nonzero_map", "check_layer", "STATS_KEYS", "layer_stats",
+           "count_macs", "golden_output", "add_layer_arguments", "load_operands", "check_mode"]
 
 STATS_KEYS = ("cycles", "dense_macs", "effectual_macs", "issued_macs", "pe_utilization",
               "saturated", "busy_cycles", "stall_cycles", "pes", "lanes", "mode", "phase",
@@ -44,6 +47,36 @@ class LayerSpec:
         return (self.dy.shape[1], self.x.shape[1], *self.kernel_hw)
 
 
+def nonzero_map(array):
+    """Where ``array`` is nonzero, as a contiguous ``uint8`` array (None stays None)."""
+    return None if array is None else np.ascontiguousarray(np.asarray(array) != 0,
+                                                           dtype=np.uint8)
+
+
+@dataclass
+class LayerMaps:
+    """A layer phase by its operands' nonzero maps (``uint8``, None where unused): all
+    the schedule and the models need of it (:func:`gen.compiler.schedule.schedule_layer`
+    takes it in place of a :class:`LayerSpec`)."""
+
+    phase: str
+    x: np.ndarray | None
+    w: np.ndarray | None
+    dy: np.ndarray | None
+    mask: np.ndarray | None
+    stride: int
+    pad: int
+    input_hw: tuple
+    kernel_hw: tuple
+
+    @classmethod
+    def of(cls, spec):
+        """The maps of a checked :class:`LayerSpec`."""
+        return cls(spec.phase, nonzero_map(spec.x), nonzero_map(spec.w), nonzero_map(spec.dy),
+                   nonzero_map(spec.mask), spec.stride, spec.pad, tuple(spec.input_hw),
+                   tuple(spec.kernel_hw))
+
+
 def _integer_array(name, value, config, *, is_mask=False):
     if value is None:
         return None
@@ -66,7 +99,7 @@ def _integer_array(name, value, config, *, is_mask=False):
 
 def check_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
                 kernel=None):
-    """Check a layer phase against SPEC section 2 and ``config``; returns a :class:`LayerSpec`."""
+    """Check a layer phase against docs/SPEC.md and ``config``; returns a :class:`LayerSpec`."""
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     if phase not in golden.PHASES:
@@ -157,28 +190,11 @@ def check_mode(config, dense):
                          f"run it in dense mode")
 
 
-def layer_rows(config, spec, *, pes, dense):
-    """``(layer, groups)``: the rows of ``spec`` as ``config``'s array of ``pes`` PEs runs
-    them (:meth:`gen.primitives.LayerRows.for_config`, ``groups``)."""
-    from gen.primitives import LayerRows
-
-    check_mode(config, dense)
-    layer = LayerRows.for_config(config, spec.phase, x=spec.x, w=spec.w, dy=spec.dy,
-                                 mask=spec.mask, stride=spec.stride, pad=spec.pad,
-                                 input_hw=spec.input_hw, kernel_hw=spec.kernel_hw, pes=pes,
-                                 dense=dense)
-    return layer, list(layer.groups(config, pes, dense=dense))
-
-
-def compile_layer(config, spec, *, dense, capacity=None):
-    """``(layer, runs)``: the program of ``spec`` for the top level, as
-    :func:`gen.program.build_runs` packs it into the buffers (or ``capacity``)."""
-    from gen.program import build_runs
-
-    layer, groups = layer_rows(config, spec, pes=config.pes, dense=dense)
-    runs = build_runs(config, layer.task_phase, groups, stride=spec.stride,
-                      kernel=layer.task_kernel, dense=dense, capacity=capacity)
-    return layer, runs
+def golden_output(spec):
+    """The exact result of the layer phase (:func:`pruning.golden.conv_phase`)."""
+    return golden.conv_phase(spec.phase, x=spec.x, w=spec.w, dy=spec.dy, mask=spec.mask,
+                             stride=spec.stride, pad=spec.pad, input_hw=spec.input_hw,
+                             kernel_hw=spec.kernel_hw)
 
 
 def count_macs(spec):
@@ -191,9 +207,6 @@ def count_macs(spec):
 def add_layer_arguments(parser):
     """The arguments of one layer phase, shared by ``python -m cosim layer`` and
     ``python -m gen estimate``: operands (.npy), geometry, preset, mode, statistics file."""
-    from hw.config import PRESETS
-    from pruning.cli import positive_int
-
     parser.add_argument("--phase", required=True, choices=list(golden.PHASES))
     parser.add_argument("--x", help="input activations (N, C, H, W), integer .npy")
     parser.add_argument("--w", help="weights (K, C, R, S), integer .npy")

@@ -1,8 +1,8 @@
 """Whole networks on the accelerator: cycles and energy of every layer phase, dense and sparse.
 
-For each conv and linear layer of a network (:func:`gen.compiler.extract_layers`)
-and each of its training phases, the cycle model runs the mapping the
-compiler would emit for the preset (:func:`gen.traces.layer_traces`) in dense
+For each conv and linear layer of a network (:func:`gen.compiler.network.extract_layers`)
+and each of its training phases, the cycle model runs the schedule the
+compiler makes for the preset (:func:`gen.compiler.schedule.schedule_layer`) in dense
 mode (the baseline: every MAC issued, every element streamed) and in sparse
 mode (zeros skipped), and the energy model prices the events of both
 (:mod:`gen.energy`). The operands are a real training step's
@@ -22,9 +22,11 @@ import time
 
 import numpy as np
 
+from ..compiler.layer import LayerMaps, nonzero_map
+from ..compiler.schedule import schedule_layer
 from .cycles import simulate
 from .energy import EnergyTable, add_events, count_events, energy_pj
-from .traces import LayerMaps, layer_traces, nonzero_map
+from .estimate import load_beats
 
 __all__ = ["phase_maps", "mode_result", "estimate_network", "random_operands", "summarize",
            "MODES"]
@@ -33,8 +35,8 @@ MODES = ("dense", "sparse")
 
 
 def phase_maps(layer, operands, phase):
-    """The :class:`~gen.traces.LayerMaps` of ``phase`` of a
-    :class:`~gen.compiler.NetworkLayer` from its operands (``x``, ``w``, ``dy``;
+    """The :class:`~gen.compiler.layer.LayerMaps` of ``phase`` of a
+    :class:`~gen.compiler.network.NetworkLayer` from its operands (``x``, ``w``, ``dy``;
     the BP mask is ``x > 0`` where ``x`` is a ReLU output, else none)."""
     expected = {"x": (layer.in_channels, *layer.input_hw),
                 "w": (layer.out_channels, layer.in_channels, *layer.kernel_hw),
@@ -56,14 +58,10 @@ def phase_maps(layer, operands, phase):
 
 
 def mode_result(config, maps, dense, table=None):
-    """``(result, effectual_macs)`` of one layer phase (:class:`~gen.traces.LayerMaps`) in one
+    """``(result, effectual_macs)`` of one layer phase (:class:`~gen.compiler.layer.LayerMaps`) in one
     mode from the cycle and energy models: the per-mode entry of :func:`estimate_network`."""
-    from hw.buffer import entry_beats
-    from hw.layouts import buffer_layouts
-
-    traces, effectual = layer_traces(config, maps, dense=dense)
-    beats_per_entry = {name: entry_beats(shape, config.stream_width)
-                       for name, (shape, _) in buffer_layouts(config).items()}
+    schedule = schedule_layer(config, maps, dense=dense)
+    traces, effectual = schedule.traces(), schedule.effectual_macs
     result = dict(cycles=0, busy_cycles=0, issued_macs=0, runs=len(traces), bundles=0,
                   load_beats=0, output_beats=0)
     events = {}
@@ -73,8 +71,7 @@ def mode_result(config, maps, dense, table=None):
         result["busy_cycles"] += predicted.busy_cycles
         result["issued_macs"] += trace.issued_macs
         result["bundles"] += trace.bundles
-        result["load_beats"] += sum(trace.entries[name] * beats_per_entry[name]
-                                    for name in beats_per_entry)
+        result["load_beats"] += load_beats(config, trace.entries)
         result["output_beats"] += trace.entries["outputs"] * config.pes
         add_events(events, count_events(config, trace))
     result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
@@ -85,7 +82,7 @@ def mode_result(config, maps, dense, table=None):
 def estimate_network(config, layers, operands, *, progress=False, table=None):
     """Every phase of every layer, in dense and sparse mode: a list of dicts.
 
-    ``layers``: :class:`~gen.compiler.NetworkLayer` s; ``operands``: per layer
+    ``layers``: :class:`~gen.compiler.network.NetworkLayer` s; ``operands``: per layer
     name, ``x``, ``w`` and ``dy`` arrays in conv layout (only their zeros
     matter). Each entry: ``layer``, ``phase``, ``dense_macs``,
     ``effectual_macs``, ``densities`` of the operands the phase streams, and

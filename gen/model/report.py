@@ -21,7 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+from pruning.models import build_model
+from pruning.sample_training import capture_network
+
+from ..compiler.network import extract_layers
 from .energy import EVENTS
+from .network import estimate_network, random_operands, summarize
 
 __all__ = ["PUBLISHED", "build_report", "write_report"]
 
@@ -42,14 +47,7 @@ def build_report(config, models, *, p=0.9, steps=3, batch=1, seed=0, densities=N
 
     ``build(name, seed=...)`` returns ``(model, (C, H, W))`` (default:
     :func:`pruning.models.build_model`)."""
-    from pruning.models import build_model
-    from pruning.sample_training import capture_network
-
     build = build or build_model
-
-    from .compiler import extract_layers
-    from .network import estimate_network, random_operands, summarize
-
     report = {"config": config.to_dict() | {"name": config.name}, "p": p, "steps": steps,
               "batch": batch, "seed": seed, "published": PUBLISHED, "models": {}}
     for name in models:

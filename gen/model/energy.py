@@ -1,7 +1,7 @@
 """Energy model: event counts of the cycle model's traces times a per-event energy table.
 
 Events are what the RTL does to run a program (``hw/``), counted per run
-from its :class:`~gen.cycles.Trace`:
+from its :class:`~gen.model.trace.Trace`:
 
 ============== ==============================================================
 event          count
@@ -42,6 +42,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
+
 __all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj"]
 
 EVENTS = ("mac", "psum", "elements", "tasks", "beats", "program", "stationary", "mask",
@@ -80,8 +82,6 @@ class EnergyTable:
 def count_events(config, trace):
     """Event counts (:data:`EVENTS`) of one run: ``mac`` a count of MACs, ``dram`` a
     count of bits, the others ``{(bits per access, capacity in bits): accesses}``."""
-    from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
-
     pes = config.pes
     widths = {name: shape.size for name, (shape, _) in buffer_layouts(config).items()}
     entries = trace.entries

@@ -1,0 +1,231 @@
+"""Row groups packed into runs, and the cycle model's trace of each run.
+
+A run is one load-compute-readout round of the top level: what it loads
+must fit the buffers (:class:`Capacity`). Operands are stored once per run
+and referenced: a stationary entry (one row per PE), a BP mask entry and a
+streamed row's beats in the operand buffer are shared by every command that
+uses the same rows, which is where the on-chip reuse comes from (in FF the
+filter rows of a group of output channels serve every output row of the
+batch). Rows are told apart by *which* row of which tensor they are (the
+identity keys of :class:`~gen.compiler.schedule.Group`); rows of zeros are
+equal whatever rows they are.
+
+Groups are taken in order while they fit. A group that does not fit even an
+empty run is cut into pieces of partial rows, each closed by its last bundle
+(or, WG, by an empty task of the row's last kernel row), grown one bundle
+at a time while the piece and its closing task fit; each PE drains a partial
+row and the host adds the pieces (exact: the same products in another order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.trace import Trace
+
+__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
+
+# Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
+TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
+          "head_lag": -1, "last_mac": 0}
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What one run may hold, from the config (entries of each buffer)."""
+
+    program: int
+    operand: int
+    stationary: int
+    mask: int
+    outputs: int
+
+    @classmethod
+    def of(cls, config):
+        return cls(config.program_depth, config.operand_depth, config.stationary_depth,
+                   config.mask_depth, config.output_depth)
+
+
+def closes_piece(group, stop):
+    """Whether a partial row ``group[...:stop]`` needs an empty closing task (WG rows
+    whose last task is not of the row's last kernel row)."""
+    return bool(group.offset[stop - 1] != group.closing_offset)
+
+
+class _RunPacker:
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.runs = []
+        self._reset()
+
+    def _reset(self):
+        self.parts = []        # (group, first bundle, stop, partial)
+        self.commands = self.operand_beats = self.outputs = 0
+        self.stationary, self.masks, self.operands = set(), set(), set()
+
+    def _needs(self, group):
+        """What a whole group adds to the run: ``(commands, stationary keys, mask keys,
+        {operand key: beats}, outputs)``."""
+        stationary = set(group.stationary_keys.tolist()) - self.stationary
+        masks = {group.mask_key} - self.masks if group.mask_key is not None else set()
+        operands = {}
+        for key, beats in zip(group.operand_keys.tolist(), group.beats.tolist()):
+            if beats and key not in self.operands:
+                operands[key] = beats
+        return group.bundles, stationary, masks, operands, group.out_len
+
+    def _fits(self, needs):
+        commands, stationary, masks, operands, outputs = needs
+        return self.fits_counts(commands, len(stationary), len(masks), sum(operands.values()),
+                                outputs)
+
+    def fits_counts(self, commands, stationary, masks, beats, outputs):
+        capacity = self.capacity
+        return (self.commands + commands <= capacity.program
+                and len(self.stationary) + stationary <= capacity.stationary
+                and len(self.masks) + masks <= capacity.mask
+                and self.operand_beats + beats <= capacity.operand
+                and self.outputs + outputs <= capacity.outputs)
+
+    def _add(self, group, first, stop, needs, partial):
+        commands, stationary, masks, operands, outputs = needs
+        self.parts.append((group, first, stop, partial))
+        self.commands += commands
+        self.stationary |= stationary
+        self.masks |= masks
+        self.operands |= set(operands)
+        self.operand_beats += sum(operands.values())
+        self.outputs += outputs
+
+    def _finish(self):
+        if self.parts:
+            self.runs.append((self.parts, {
+                "program": self.commands, "operand": self.operand_beats,
+                "stationary": len(self.stationary), "mask": len(self.masks),
+                "outputs": self.outputs}))
+        self._reset()
+
+    def add(self, group):
+        whole = self._needs(group)
+        if self._fits(whole):
+            self._add(group, 0, group.bundles, whole, False)
+            return
+        self._finish()
+        whole = self._needs(group)     # against the empty run
+        if self._fits(whole):
+            self._add(group, 0, group.bundles, whole, False)
+            return
+        first = 0
+        while first < group.bundles:
+            piece = _Piece(self, group, first)
+            if not piece.grow():
+                if not self.parts:
+                    raise ValueError(f"one row command needs more than the buffers hold "
+                                     f"({self.capacity})")
+                self._finish()
+                continue
+            while piece.stop < group.bundles and piece.grow():
+                pass
+            self._add(group, first, piece.stop, piece.needs(), True)
+            first = piece.stop
+
+    def finish(self):
+        self._finish()
+        return self.runs
+
+
+class _Piece:
+    """A partial row ``group[first:stop]`` being grown bundle by bundle into a run."""
+
+    def __init__(self, packer, group, first):
+        self.packer, self.group, self.first, self.stop = packer, group, first, first
+        self.stationary, self.operands, self.operand_beats = set(), set(), 0
+        self.mask = {group.mask_key} - packer.masks if group.mask_key is not None else set()
+
+    def needs(self):
+        """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it."""
+        closing = closes_piece(self.group, self.stop)
+        stationary = set(self.stationary)
+        if closing and -1 not in self.packer.stationary:
+            stationary.add(-1)
+        operands = dict.fromkeys(self.operands, 0)
+        operands[None] = self.operand_beats     # the beats, under a key no row has
+        return (self.stop - self.first + closing, stationary, self.mask, operands,
+                self.group.out_len)
+
+    def _fits(self):
+        closing = closes_piece(self.group, self.stop)
+        extra = closing and -1 not in self.packer.stationary and -1 not in self.stationary
+        return self.packer.fits_counts(self.stop - self.first + closing,
+                                       len(self.stationary) + extra, len(self.mask),
+                                       self.operand_beats, self.group.out_len)
+
+    def grow(self):
+        """Take one more bundle if the piece still fits the run; returns whether it did."""
+        group, packer, bundle = self.group, self.packer, self.stop
+        key = int(group.stationary_keys[bundle])
+        new_key = key not in packer.stationary and key not in self.stationary
+        operand, beats = int(group.operand_keys[bundle]), int(group.beats[bundle])
+        new_operand = beats and operand not in packer.operands and operand not in self.operands
+        if new_key:
+            self.stationary.add(key)
+        if new_operand:
+            self.operands.add(operand)
+            self.operand_beats += beats
+        self.stop += 1
+        if self._fits():
+            return True
+        self.stop -= 1      # roll back
+        if new_key:
+            self.stationary.discard(key)
+        if new_operand:
+            self.operands.discard(operand)
+            self.operand_beats -= beats
+        return False
+
+
+def pack_runs(groups, capacity):
+    """``[(parts, entries), ...]``: ``groups`` packed into runs of ``capacity`` (see the
+    module's notes); ``parts`` are ``(group, first bundle, stop, partial)``."""
+    packer = _RunPacker(capacity)
+    for group in groups:
+        packer.add(group)
+    return packer.finish()
+
+
+def run_trace(parts, entries):
+    """The :class:`~gen.model.trace.Trace` of one run's group parts."""
+    pieces = []
+    for group, first, stop, partial in parts:
+        columns = {name: getattr(group, name)[first:stop]
+                   for name in ("takes", "works", *TIMING)}
+        beats = group.beats[first:stop]
+        elements = group.elements[first:stop]
+        row_last = np.zeros(stop - first, np.bool_)
+        if partial and closes_piece(group, stop):
+            pes = columns["takes"].shape[1]
+            beats, elements = np.append(beats, 0), np.append(elements, 0)
+            row_last = np.append(row_last, True)
+            columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
+            columns["works"] = np.vstack([columns["works"], np.zeros((1, pes), np.bool_)])
+            for name, none in TIMING.items():
+                columns[name] = np.vstack([columns[name], np.full((1, pes), none, np.int32)])
+        elif partial or stop == group.bundles:
+            row_last[-1] = True
+            columns["takes"] = columns["takes"].copy()
+            columns["takes"][-1] = True
+        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements))
+    trace = Trace(
+        beats=np.concatenate([p[0] for p in pieces]).astype(np.int32),
+        row_last=np.concatenate([p[1] for p in pieces]),
+        out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32),
+        takes=np.concatenate([p[3]["takes"] for p in pieces]),
+        works=np.concatenate([p[3]["works"] for p in pieces]),
+        **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32)
+           for name in TIMING},
+        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32), entries=entries)
+    trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
+                            for group, first, stop, _ in parts)
+    return trace

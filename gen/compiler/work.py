@@ -1,0 +1,139 @@
+"""The work of row primitives: per primitive, task tile and PE, what its streamed elements
+cost the PE, computed from the operands' nonzero maps in a loop compiled with numba.
+
+The MAC slots of a task are :func:`gen.compiler.tiling.task_slots`' (the one
+host copy of the PE's decoding rule), passed in as tables; the accept
+stage's pacing is :func:`gen.model.trace.queue_timing`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ..model.trace import queue_timing
+from .tiling import task_slots
+
+__all__ = ["SlotTables", "PrimitiveWork", "primitive_work"]
+
+
+class SlotTables:
+    """The MAC slots of every task tile of a layout, flattened for :func:`primitive_work`:
+    per tile ``q`` and streamed element ``i``, its slots are
+    ``operand[start[q] + first[i]: start[q] + first[i + 1]]`` (and ``target``), where
+    ``first`` is ``pointers[base[q]:]``."""
+
+    def __init__(self, task_phase, kernel, stride, parts):
+        operands, targets, pointers, starts, bases = [], [], [], [], []
+        slots = pointer_count = 0
+        for a_lo, a_hi, _, _, pad, in_width, out_width, _ in parts.tolist():
+            a_index, b_index, o_index = task_slots(task_phase, a_hi - a_lo, kernel,
+                                                   stride=stride, pad=pad, in_width=in_width,
+                                                   out_width=out_width)
+            operands.append(b_index)
+            targets.append(o_index)
+            pointers.append(np.searchsorted(a_index, np.arange(a_hi - a_lo + 1)))
+            starts.append(slots)
+            bases.append(pointer_count)
+            slots += len(a_index)
+            pointer_count += a_hi - a_lo + 1
+        empty = np.zeros(0, np.int64)
+        self.operand = np.ascontiguousarray(np.concatenate(operands or [empty]), np.int64)
+        self.target = np.ascontiguousarray(np.concatenate(targets or [empty]), np.int64)
+        self.pointers = np.ascontiguousarray(np.concatenate(pointers or [empty]), np.int64)
+        self.start = np.array(starts, np.int64)
+        self.base = np.array(bases, np.int64)
+
+
+class PrimitiveWork:
+    """What :func:`primitive_work` returns, per primitive ``t`` and task tile ``q``
+    (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
+
+    __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
+                 "tail_lag", "head_lag", "last_mac", "issued", "effectual", "stationary")
+
+    def __init__(self, values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+
+def primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, slots, *,
+                   bp, dense, lanes, per_beat, queue_depth):
+    """The :class:`PrimitiveWork` of primitives ``a_index`` (streamed rows) x ``b_index``
+    (stationary rows per member, -1: a placeholder) over the task tiles ``parts``."""
+    return PrimitiveWork(_primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index,
+                                         parts, slots.operand, slots.target, slots.pointers,
+                                         slots.start, slots.base, bp, dense, lanes, per_beat,
+                                         queue_depth))
+
+
+@numba.njit(cache=True)
+def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, slot_operand,
+                    slot_target, slot_pointers, slot_start, slot_base, bp, dense, lanes,
+                    per_beat, queue_depth):
+    """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
+    issue cycles, those of the last streamed element, the accept stage's timing
+    (:func:`gen.model.trace.queue_timing`), issued and effectual MACs, and whether
+    its stationary tile holds a nonzero."""
+    prims, members = b_index.shape
+    tiles = parts.shape[0]
+    elements = np.zeros((prims, tiles), np.int64)
+    nonzeros = np.zeros((prims, tiles), np.int64)
+    issue = np.zeros((prims, tiles, members), np.int64)
+    last_issue = np.zeros((prims, tiles, members), np.int64)
+    lead = np.zeros((prims, tiles, members), np.int64)
+    span = np.zeros((prims, tiles, members), np.int64)
+    tail_lag = np.full((prims, tiles, members), -1, np.int64)
+    head_lag = np.full((prims, tiles, members), -1, np.int64)
+    last_mac = np.zeros((prims, tiles, members), np.int64)
+    element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
+    issued = np.zeros((prims, tiles, members), np.int64)
+    effectual = np.zeros((prims, tiles, members), np.int64)
+    stationary = np.zeros((prims, tiles, members), np.bool_)
+    for q in range(tiles):
+        a_lo, a_hi, b_lo, b_hi, pad, in_width, out_width, column = parts[q]
+        start, base = slot_start[q], slot_base[q]
+        for t in range(prims):
+            a = a_rows[a_index[t]]
+            count = 0
+            for i in range(a_hi - a_lo):
+                if a[a_lo + i]:
+                    count += 1
+            nonzeros[t, q] = count
+            elements[t, q] = a_hi - a_lo if dense else count
+            for m in range(members):
+                row = b_index[t, m]
+                if row < 0:      # a placeholder: zero stationary row, no MACs
+                    continue
+                b = b_rows[row]
+                for j in range(b_hi - b_lo):
+                    if b[b_lo + j]:
+                        stationary[t, q, m] = True
+                        break
+                cycles = 0
+                last = 0
+                streamed = 0
+                for i in range(a_hi - a_lo):
+                    if not (dense or a[a_lo + i]):
+                        continue
+                    streamed += 1
+                    first, stop = slot_pointers[base + i], slot_pointers[base + i + 1]
+                    useful = 0
+                    if a[a_lo + i]:
+                        for slot in range(start + first, start + stop):
+                            if b[b_lo + slot_operand[slot]] and \
+                                    (not bp or masks[mask_index[m], column + slot_target[slot]]):
+                                useful += 1
+                    n = stop - first if dense else useful
+                    last = (n + lanes - 1) // lanes
+                    element_cycles[streamed - 1] = last
+                    cycles += last
+                    issued[t, q, m] += n
+                    effectual[t, q, m] += useful
+                issue[t, q, m] = cycles
+                last_issue[t, q, m] = last
+                (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], head_lag[t, q, m],
+                 last_mac[t, q, m]) = queue_timing(element_cycles[:streamed], per_beat,
+                                                   queue_depth)
+    return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag, last_mac,
+            issued, effectual, stationary)
