@@ -38,7 +38,11 @@ from amaranth.lib.wiring import In, Out
 from .layouts import Phase, array_result_layout, bundle_layout, element_layout, task_layout
 from .pe import SparsePE
 
-__all__ = ["PEArray"]
+__all__ = ["PEArray", "QUEUE_LATENCY"]
+
+# Cycles from a write into one of the array's queues (task, beat and routing
+# queues, amaranth.lib.fifo.SyncFIFOBuffered) to the entry at its read port.
+QUEUE_LATENCY = 2
 
 
 class PEArray(wiring.Component):

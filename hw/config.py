@@ -248,6 +248,11 @@ PRESETS = {
     # (`python -m cosim random --config narrow`) reaches saturation on
     # layers small enough to simulate (with 48-bit sums it takes 2^17).
     "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, pe_rows=2, pe_cols=2),
+    # The small array with every queue and the beat moved off the other presets'
+    # values (3 elements per beat, a 7-deep element queue, 6-deep array queues,
+    # 2 psum banks): the cycle model's latencies must follow the config.
+    "queues": AccelConfig(max_row=16, elements_per_beat=3, queue_depth=7, array_queue_depth=6,
+                          psum_banks=2, pe_rows=2, pe_cols=2),
     # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),
     # The published design's scale, 168 PEs (12 x 14), with rows up to 64

@@ -28,10 +28,17 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import Phase, buffer_layouts, bundle_layout, command_layout, element_layout
 
-__all__ = ["Controller", "OPERAND_RANGES"]
+__all__ = ["Controller", "OPERAND_RANGES", "FIRST_BUNDLE", "OPERAND_LATENCY"]
 
 # Operand ranges the bundle sequencer may queue ahead of the operand sequencer.
 OPERAND_RANGES = 8
+# Cycles from START to the first bundle on offer: the program read, the
+# command register and the bundle register.
+FIRST_BUNDLE = 3
+# Cycles from the array taking a non-empty bundle to its first operand beat
+# on offer at the earliest: the operand range FIFO (SyncFIFOBuffered) to the
+# operand sequencer, and the operand buffer's read.
+OPERAND_LATENCY = 2
 
 
 class Controller(wiring.Component):

@@ -189,7 +189,7 @@ def buffer_layouts(config):
     """``{name: (entry layout, depth)}`` of the input buffers of the top level.
 
     The same table sizes the buffers (:mod:`hw.top`), the controller's read
-    ports and the host's buffer images (:mod:`gen.program`).
+    ports and the host's buffer images (:mod:`gen.compiler.program`).
     """
     return {
         "program": (command_layout(config), config.program_depth),

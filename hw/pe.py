@@ -37,13 +37,30 @@ from .layouts import Phase, element_layout, result_layout, task_layout, window_l
 from .queue import ElementQueue
 from .window import WindowDecoder
 
-__all__ = ["SparsePE", "LATENCY", "STARTUP_CYCLES", "overhead_bound"]
+__all__ = ["SparsePE", "LATENCY", "TASK_LATENCY", "STARTUP_CYCLES", "DRAIN_LATENCY",
+           "issue_lead", "overhead_bound"]
 
 # Cycles from accepting an element to issuing its first MAC (queue empty):
-# accept -> queue -> issue register.
+# accept -> queue -> issue register. Also from accepting a row's last beat
+# (or an empty task) to its end marker's issue cycle.
 LATENCY = 2
+# Cycles from taking a task to accepting its first beat: the task register.
+TASK_LATENCY = 1
 # Cycles from the first task offered to its first MAC: task register, then LATENCY.
-STARTUP_CYCLES = 1 + LATENCY
+STARTUP_CYCLES = TASK_LATENCY + LATENCY
+# Cycles from the issue of a row's last MAC (or its end marker) to its first
+# output: the MAC pipeline register, the row-end register, the drain's start.
+DRAIN_LATENCY = 3
+
+
+def issue_lead(config):
+    """Cycles by which the PE's accept stage may run ahead of its issue stage.
+
+    The element queue takes a beat while it holds at most ``queue_depth -
+    elements_per_beat`` elements (:class:`hw.queue.ElementQueue`), and a beat
+    accepted in one cycle is in the queue the next: so many elements, plus
+    the one the issue stage holds, are accepted before they issue."""
+    return config.queue_depth - config.elements_per_beat + 1
 
 
 def overhead_bound(rows):

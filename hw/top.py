@@ -27,10 +27,13 @@ from .buffer import LoadBuffer, OutputBuffer
 from .controller import Controller
 from .layouts import buffer_layouts
 
-__all__ = ["Accelerator", "REGISTERS", "STATUS_BITS", "ERROR_BITS", "DESTINATIONS",
+__all__ = ["Accelerator", "RUN_END", "REGISTERS", "STATUS_BITS", "ERROR_BITS", "DESTINATIONS",
            "COUNTERS", "AXIL_ADDRESS_WIDTH"]
 
 AXIL_ADDRESS_WIDTH = 8
+# Cycles the compute state lasts after the last output of a run is drained:
+# the controller's end of run is registered before the readout starts.
+RUN_END = 1
 
 # ``tdest`` of an ``s_axis`` packet -> the buffer it fills.
 DESTINATIONS = {"program": 0, "operand": 1, "stationary": 2, "mask": 3}

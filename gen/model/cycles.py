@@ -19,9 +19,12 @@ primitive is summarized in a :class:`~gen.model.trace.Trace` of the run:
   marker; a new row waits for its psum bank, which a drain of ``out_len``
   outputs frees, one drain after the other.
 
-The constants (two cycles of FIFO latency, the accept stage running up to
-:data:`ISSUE_LEAD` cycles ahead of the issue stage, the end of a run) follow
-the RTL in ``hw/`` and are checked by the co-simulation regression, where
+Every latency is the RTL's own, exported by the block that fixes it
+(:data:`hw.controller.FIRST_BUNDLE`, :data:`hw.controller.OPERAND_LATENCY`,
+:data:`hw.array.QUEUE_LATENCY`, :data:`hw.pe.TASK_LATENCY`,
+:data:`hw.pe.LATENCY`, :func:`hw.pe.issue_lead`, :data:`hw.pe.DRAIN_LATENCY`,
+:data:`hw.top.RUN_END`), and the model is checked by the co-simulation
+regression, where
 the model's cycles must be within :data:`TOLERANCE` of the RTL's
 (:func:`within_tolerance`; ``make cosim``, ``make cosim-random``,
 ``tests/test_cosim_accelerator.py``).
@@ -38,10 +41,13 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from hw.controller import OPERAND_RANGES
+from hw.array import QUEUE_LATENCY
+from hw.controller import FIRST_BUNDLE, OPERAND_LATENCY, OPERAND_RANGES
+from hw.pe import DRAIN_LATENCY, LATENCY, STARTUP_CYCLES, TASK_LATENCY, issue_lead
+from hw.top import RUN_END
 
 __all__ = ["simulate", "RunCycles", "predict", "TOLERANCE", "TOLERANCE_CYCLES",
-           "within_tolerance", "ISSUE_LEAD"]
+           "within_tolerance"]
 
 # The model's cycles agree with the RTL's within this fraction per layer,
 # or within TOLERANCE_CYCLES, whichever is larger: on a layer phase of a few
@@ -54,22 +60,6 @@ def within_tolerance(model_cycles, rtl_cycles):
     """Whether the model's ``model_cycles`` are within :data:`TOLERANCE` (or
     :data:`TOLERANCE_CYCLES`) of the RTL's ``rtl_cycles``."""
     return abs(model_cycles - rtl_cycles) <= max(TOLERANCE * rtl_cycles, TOLERANCE_CYCLES)
-
-
-# Cycles by which a PE's accept stage may run ahead of its issue stage: the
-# element queue takes a beat only while it holds at most
-# ``queue_depth - elements_per_beat`` elements.
-ISSUE_LEAD = 3
-# Cycles from a FIFO write to its output (amaranth.lib.fifo.SyncFIFOBuffered).
-_FIFO_LATENCY = 2
-# The first bundle reaches the array this many cycles after START: the
-# controller's program read, command register and bundle register.
-_FIRST_BUNDLE = 3
-# Cycles from the issue of a row's last MAC to its first output: the MAC
-# pipeline, the row-end register and the drain's start.
-_DRAIN_START = 3
-# Cycles from the last output of a run to the end of the compute state.
-_RUN_END = 1
 
 
 @dataclass(frozen=True)
@@ -88,7 +78,7 @@ def simulate(config, trace):
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.head_lag,
                              trace.last_mac, config.array_queue_depth, config.psum_banks,
-                             OPERAND_RANGES)
+                             OPERAND_RANGES, issue_lead(config))
     return RunCycles(int(cycles), int(busy))
 
 
@@ -113,7 +103,7 @@ def predict(config, traces, *, progress=False):
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, head_lag, last_mac, queue_depth, banks, ranges):
+              span, tail_lag, head_lag, last_mac, queue_depth, banks, ranges, lead_cycles):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
@@ -140,7 +130,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     lengths = np.zeros(bundles * pes, np.int64)
     intervals = 0
 
-    offered = _FIRST_BUNDLE - 1
+    offered = FIRST_BUNDLE - 1
     beat_free = 0
     end = 0
     for b in range(bundles):
@@ -153,7 +143,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
         offered = accept
         first_beat = 0
         if beats[b]:
-            first_beat = max(accept + _FIFO_LATENCY, beat_free)
+            first_beat = max(accept + OPERAND_LATENCY, beat_free)
             # Beat j goes out when every PE that takes it has room in its beat queue:
             # the PE has read the beat queue_depth before it.
             for p in range(pes):
@@ -169,19 +159,19 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
         for p in range(pes):
             if not takes[b, p]:
                 continue
-            take = max(accept + _FIFO_LATENCY, done[p])
+            take = max(accept + QUEUE_LATENCY, done[p])
             taken[p, tasks[p] % queue_depth] = take
             tasks[p] += 1
             finish = -1
             if works[b, p]:
                 # Beats before the first with a MAC are dropped as they arrive: only
                 # the queue's room for the others waits for the issue stage.
-                first = max(take + 1, first_beat + _FIFO_LATENCY,
-                            issue_free[p] - ISSUE_LEAD - lead_beats[b, p])
+                first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
+                            issue_free[p] - lead_cycles - lead_beats[b, p])
                 last = first + max(beats[b] - 1, span[b, p])
                 start = 0
                 if issue[b, p]:
-                    start = max(first + lead_beats[b, p] + _FIFO_LATENCY, issue_free[p])
+                    start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
                     if not row_open[p]:
                         start = max(start, bank_free[p, bank[p]])
                         row_open[p] = True
@@ -195,7 +185,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 done[p] = last
                 # The PE reads its beats one per cycle, but no further ahead of its
                 # issue stage than its element queue allows (MACs spread evenly).
-                lead = max(first + _FIFO_LATENCY, issue_free[p]) - ISSUE_LEAD
+                lead = max(first + LATENCY, issue_free[p]) - lead_cycles
                 for j in range(beats[b]):
                     beat_read[p, (beats_in[p] + j) % queue_depth] = max(
                         first + j, lead + issue[b, p] * j // beats[b])
@@ -203,7 +193,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 if issue[b, p]:
                     stop = start + issue[b, p]
                     if last_issue[b, p]:
-                        stop = max(stop, last + _FIFO_LATENCY + last_issue[b, p])
+                        stop = max(stop, last + LATENCY + last_issue[b, p])
                     starts[intervals] = start
                     lengths[intervals] = issue[b, p]
                     intervals += 1
@@ -211,29 +201,29 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     tail_issue[p] = stop - last_mac[b, p]
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
-                        finish = max(last + _FIFO_LATENCY, issue_free[p])   # end marker
+                        finish = max(last + LATENCY, issue_free[p])   # end marker
                         issue_free[p] = finish + 1
                 elif row_last[b]:
-                    finish = max(last + _FIFO_LATENCY, issue_free[p])
+                    finish = max(last + LATENCY, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
             else:
-                done[p] = take + 1
+                done[p] = take + TASK_LATENCY
                 if row_last[b]:
                     # An empty task: its end marker, one issue cycle.
-                    finish = max(take + 1 + _FIFO_LATENCY, issue_free[p])
+                    finish = max(take + STARTUP_CYCLES, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
             if row_last[b]:
-                drain = max(finish + _DRAIN_START, drain_free[p])
+                drain = max(finish + DRAIN_LATENCY, drain_free[p])
                 bank_free[p, bank[p]] = drain + out_len[b]
                 drain_free[p] = drain + out_len[b] + 1
                 bank[p] = (bank[p] + 1) % banks
                 row_open[p] = False
                 end = max(end, drain + out_len[b])
-    cycles = end + _RUN_END
+    cycles = end + RUN_END
     # Busy: cycles in which some PE issues (each primitive's issue taken as
     # one interval from its start).
     covered = np.zeros(cycles + 1, np.int64)
