@@ -52,7 +52,7 @@ def run_accelerator(config, entries, *, simulator=None, name="accelerator", sess
     path of its FST waveform)."""
     if session is not None:
         return session.run(entries)
-    return runner.run(config, "cosim.test_accelerator",
+    return runner.run(config, "cosim.bench_accelerator",
                       {"entries": entries, **job_constants(config)}, block="accelerator",
                       simulator=simulator, name=name, waves=waves)
 
@@ -62,7 +62,7 @@ class AcceleratorSession(runner.Session):
     ``waves``: the path of an FST waveform of everything it runs."""
 
     def __init__(self, config, *, simulator=None, name="session", waves=None):
-        super().__init__(config, "cosim.test_accelerator_session", block="accelerator",
+        super().__init__(config, "cosim.bench_session", block="accelerator",
                          simulator=simulator, name=name, greeting=job_constants(config),
                          waves=waves)
 

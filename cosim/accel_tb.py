@@ -10,7 +10,6 @@ nor the golden model: it moves bits and returns the outputs, which the host
 compares (:func:`cosim.layer.run_layer`).
 """
 
-import itertools
 import logging
 import random
 
@@ -20,17 +19,10 @@ from cocotb.triggers import RisingEdge, SimTimeoutError, with_timeout
 from cocotbext.axi import (AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame,
                            AxiStreamSink, AxiStreamSource)
 
+from cosim.flow import pauses
+from hw.config import to_signed
+
 __all__ = ["TB", "run_entries"]
-
-
-def _pauses(spec, rng):
-    """Pause pattern per cycle: None never pauses, a float is a probability of
-    *not* pausing (the rate), a list of 0/1 repeats (1 = move)."""
-    if spec is None:
-        return None
-    if isinstance(spec, float):
-        return (rng.random() >= spec for _ in itertools.count())
-    return (not bit for bit in itertools.cycle(spec))
 
 
 class TB:
@@ -56,7 +48,7 @@ class TB:
         await RisingEdge(self.dut.clk)
 
     def set_patterns(self, patterns, seed):
-        """Pause patterns (see :func:`_pauses`): ``s_axis`` (idle cycles of the
+        """Pause patterns (:mod:`cosim.flow`): ``s_axis`` (idle cycles of the
         loads), ``m_axis`` (backpressure on the outputs) and ``s_axil`` (each
         channel of the register master: idle requests, backpressure on
         responses)."""
@@ -67,9 +59,9 @@ class TB:
                 self.axil.write_if.b_channel, self.axil.read_if.ar_channel,
                 self.axil.read_if.r_channel)]
         for model, name in streams:
-            pauses = _pauses(patterns.get(name), rng)
-            model.set_pause_generator(pauses)
-            if pauses is None:
+            generator = pauses(patterns.get(name), rng)
+            model.set_pause_generator(generator)
+            if generator is None:
                 # cocotbext-axi leaves a stream paused if its old generator
                 # was in a pause when it was replaced.
                 model.pause = False
@@ -104,7 +96,7 @@ class TB:
         await self.write("CONTROL", 1)
         frame = await self.sink.recv()
         width = self.job["stream_width"]
-        values = [v - (1 << width) if v >> (width - 1) else v for v in frame.tdata]
+        values = [to_signed(v, width) for v in frame.tdata]
         for _ in range(4):
             if self.dut.irq.value:
                 break

@@ -1,7 +1,7 @@
 """Host driver: run one convolution layer phase on the emitted RTL.
 
 The stable contract of ``python -m cosim layer`` and of :func:`run_layer`:
-integer operands in, the exact SPEC section 2 result (raw accumulator
+integer operands in, the exact result (docs/SPEC.md) (raw accumulator
 values, ``int64``) and statistics out. Every input is checked here, before
 any hardware is built, and a problem is reported as one ``ValueError``
 naming it.

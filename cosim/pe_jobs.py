@@ -69,7 +69,7 @@ def run_rows(config, runs, *, simulator=None, name="pe"):
                           layout["last"].offset)],
         "runs": runs,
     }
-    return runner.run(config, "cosim.test_pe", job, simulator=simulator, name=name)
+    return runner.run(config, "cosim.bench_pe", job, simulator=simulator, name=name)
 
 
 def array_run(config, bundles, row_lengths, *, label, patterns=None, seed=0):
@@ -106,7 +106,7 @@ def run_array(config, runs, *, simulator=None, name="array"):
                          for pe in range(config.pes)],
         "runs": runs,
     }
-    return runner.run(config, "cosim.test_pe", job, block="pe_array", simulator=simulator,
+    return runner.run(config, "cosim.bench_pe", job, block="pe_array", simulator=simulator,
                       name=name)
 
 

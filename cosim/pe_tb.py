@@ -9,23 +9,16 @@ bits, checks the handshakes and ``last`` flags, and returns the drained rows
 for the host to compare.
 """
 
-import itertools
 import random
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from cosim.flow import moves, send
+from hw.config import to_signed
+
 __all__ = ["TB"]
-
-
-def _pattern(spec, rng):
-    """0/1 per cycle: None is always 1, a list repeats, a float is a probability of 1."""
-    if spec is None:
-        return itertools.repeat(1)
-    if isinstance(spec, float):
-        return (int(rng.random() < spec) for _ in itertools.count())
-    return itertools.cycle(spec)
 
 
 class TB:
@@ -55,23 +48,6 @@ class TB:
         dut.rst.value = 0
         await RisingEdge(dut.clk)
 
-    async def _send(self, prefix, beats, pattern):
-        valid = getattr(self.dut, f"{prefix}__valid")
-        ready = getattr(self.dut, f"{prefix}__ready")
-        payload = getattr(self.dut, f"{prefix}__payload")
-        for bits in beats:
-            while not next(pattern):
-                await RisingEdge(self.dut.clk)
-            payload.value = bits
-            valid.value = 1
-            while True:
-                await ReadOnly()           # the settled values of this cycle
-                fired = int(ready.value)
-                await RisingEdge(self.dut.clk)
-                if fired:
-                    break
-            valid.value = 0
-
     async def _receive(self, count, pattern, job, max_cycles, start):
         dut = self.dut
         # Lanes of a result beat: (valid bit offset or None, value offset, width, last offset).
@@ -85,9 +61,7 @@ class TB:
                 for pe, (valid_offset, offset, width, last_offset) in enumerate(lanes):
                     if valid_offset is not None and not (bits >> valid_offset) & 1:
                         continue
-                    value = (bits >> offset) & ((1 << width) - 1)
-                    if value >> (width - 1):
-                        value -= 1 << width
+                    value = to_signed(bits >> offset, width)
                     outputs.append((pe, value, (bits >> last_offset) & 1))
             await RisingEdge(dut.clk)
             if self.cycle - start > max_cycles:
@@ -102,12 +76,12 @@ class TB:
         rng = random.Random(run.get("seed", 0))
         patterns = run.get("patterns", {})
         start = self.cycle
-        cocotb.start_soon(self._send("task", run["tasks"], _pattern(patterns.get("task"), rng)))
-        cocotb.start_soon(self._send("operand", run["elements"],
-                                     _pattern(patterns.get("element"), rng)))
+        cocotb.start_soon(send(self.dut, "task", run["tasks"], moves(patterns.get("task"), rng)))
+        cocotb.start_soon(send(self.dut, "operand", run["elements"],
+                               moves(patterns.get("element"), rng)))
         lengths_per_pe = run["row_lengths"]
         outputs = await self._receive(
-            sum(map(sum, lengths_per_pe)), _pattern(patterns.get("result"), rng), job,
+            sum(map(sum, lengths_per_pe)), moves(patterns.get("result"), rng), job,
             run["max_cycles"], start)
         # The last output was accepted at the edge just passed.
         cycles = self.cycle - start

@@ -436,5 +436,10 @@ def format_summary(config, results, *, seconds, saved=None):
     runs = sum(r.entry["runs"] or 0 for r in results if r.passed)
     lines.append(f"{len(results)} cases on the {config.name} preset in {seconds:.0f} s "
                  f"({saturated} with saturated sums, {runs} sparse runs)")
+    modelled = [r for r in results if r.entry is not None]
+    if modelled:
+        worst = max(modelled, key=lambda r: r.entry["model_error"])
+        lines.append(f"the cycle model is at most {100 * worst.entry['model_error']:.2f}% off "
+                     f"the RTL (case {worst.case.index})")
     lines.append(f"{passed} passed, {len(failed)} failed")
     return "\n".join(lines)

@@ -10,7 +10,8 @@ from hw.config import PRESETS, preset
 from pruning.cli import non_negative_int, positive_int, rate, run_command
 
 from .compiler.layer import add_layer_arguments
-from .verilog import BLOCKS, LINT_WAIVERS, emit, lint
+from .blocks import VERILOG_BLOCKS
+from .verilog import LINT_WAIVERS, emit, lint
 
 # The FPGA view flattens the whole accelerator; it runs by default only where
 # that takes minutes.
@@ -140,7 +141,7 @@ def main(argv=None):
     emit_parser = commands.add_parser("verilog", help="emit Verilog and its config JSON")
     emit_parser.add_argument("--config", default="default", choices=sorted(PRESETS))
     emit_parser.add_argument("--out", default="build/rtl")
-    emit_parser.add_argument("--block", action="append", choices=sorted(BLOCKS),
+    emit_parser.add_argument("--block", action="append", choices=list(VERILOG_BLOCKS),
                              help="block(s) to emit (default: all)")
     emit_parser.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
     synth_parser = commands.add_parser(

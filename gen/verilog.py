@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from amaranth.back import verilog
+
 from hw.config import AccelConfig
 
-__all__ = ["BLOCKS", "emit", "lint", "verilator_env", "LINT_WAIVERS"]
+from .blocks import VERILOG_BLOCKS, build
+
+__all__ = ["emit", "lint", "verilator_env", "LINT_WAIVERS"]
 
 # Verilator warnings waived in lint and co-simulation, with the reason.
 LINT_WAIVERS = {
@@ -33,49 +37,23 @@ LINT_WAIVERS = {
 }
 
 
-def _pe(config):
-    from hw.pe import SparsePE
-    return SparsePE(config)
-
-
-def _array(config):
-    from hw.array import PEArray
-    return PEArray(config)
-
-
-def _controller(config):
-    from hw.controller import Controller
-    return Controller(config)
-
-
-def _top(config):
-    from hw.top import Accelerator
-    return Accelerator(config)
-
-
-# Top-level module name -> constructor.
-BLOCKS = {"sparse_pe": _pe, "pe_array": _array, "controller": _controller, "accelerator": _top}
-
-
 def emit(config, out_dir, blocks=None):
     """Write ``<block>.v`` and ``<block>.json`` for each block into ``out_dir``.
 
     Returns the list of Verilog paths.
     """
-    from amaranth.back import verilog
-
     if not isinstance(config, AccelConfig):
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
-    blocks = list(BLOCKS) if blocks is None else list(blocks)
-    unknown = [b for b in blocks if b not in BLOCKS]
+    blocks = list(VERILOG_BLOCKS) if blocks is None else list(blocks)
+    unknown = [b for b in blocks if b not in VERILOG_BLOCKS]
     if unknown:
-        raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: {', '.join(BLOCKS)}")
+        raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(VERILOG_BLOCKS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in blocks:
-        component = BLOCKS[name](config)
-        text = verilog.convert(component, name=name, emit_src=False)
+        text = verilog.convert(build(name, config), name=name, emit_src=False)
         path = out_dir / f"{name}.v"
         path.write_text(text)
         (out_dir / f"{name}.json").write_text(config.to_json() + "\n")

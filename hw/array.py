@@ -1,7 +1,7 @@
 """PE array: one broadcast streamed row, one stationary row per PE, decoupling queues.
 
 The PEs of the array compute output rows that share their streamed rows
-(SPEC section 5, reuse): in FF, rows ``y[n, k, e]`` of different output
+(docs/ARCHITECTURE.md, reuse): in FF, rows ``y[n, k, e]`` of different output
 channels ``k`` read the same input rows; in BP, rows ``dx[n, c, h]`` of
 different input channels ``c`` read the same ``dy`` rows; in WG, rows
 ``dw[k, c, r]`` of different ``c`` read the same ``dy`` rows. So every

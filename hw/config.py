@@ -15,10 +15,17 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-__all__ = ["AccelConfig", "PRESETS", "preset", "PHASE_CODES"]
+__all__ = ["AccelConfig", "PRESETS", "preset", "PHASE_CODES", "to_signed"]
 
 # Encoding of the convolution phase in task descriptors (hardware and host agree).
 PHASE_CODES = {"ff": 0, "bp": 1, "wg": 2}
+
+
+def to_signed(bits, width):
+    """The two's-complement value of the low ``width`` bits of ``bits`` (an unsigned int):
+    how the host and the benches read a signed field of a payload."""
+    bits &= (1 << width) - 1
+    return bits - (1 << width) if bits >> (width - 1) else bits
 
 
 def _bits_for(value):
@@ -249,9 +256,9 @@ PRESETS = {
     # layers small enough to simulate (with 48-bit sums it takes 2^17).
     "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, pe_rows=2, pe_cols=2),
     # The small array with every queue and the beat moved off the other presets'
-    # values (3 elements per beat, a 7-deep element queue, 6-deep array queues,
+    # values (3 elements per beat, a 6-deep element queue, 16-deep array queues,
     # 2 psum banks): the cycle model's latencies must follow the config.
-    "queues": AccelConfig(max_row=16, elements_per_beat=3, queue_depth=7, array_queue_depth=6,
+    "queues": AccelConfig(max_row=16, elements_per_beat=3, queue_depth=6, array_queue_depth=16,
                           psum_banks=2, pe_rows=2, pe_cols=2),
     # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),

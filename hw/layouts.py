@@ -19,7 +19,7 @@ __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_la
 
 
 class Phase(enum.Enum, shape=2):
-    """Convolution phase of a row primitive (SPEC section 2)."""
+    """Convolution phase of a row primitive (docs/SPEC.md, Row primitives)."""
     FF = PHASE_CODES["ff"]
     BP = PHASE_CODES["bp"]
     WG = PHASE_CODES["wg"]

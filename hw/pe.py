@@ -1,7 +1,7 @@
 """Sparse-aware PE: one 1-D row-convolution engine for FF, BP and WG.
 
 Four stages, each decoupled from the next so that sparse work flows without
-bubbles (SPEC section 5):
+bubbles (docs/ARCHITECTURE.md):
 
 1. **Accept.** A task (one row primitive: geometry, stationary row, BP mask)
    is held while its streamed elements arrive as (value, index) pairs,

@@ -1,7 +1,7 @@
 """Window decoder: which MACs one streamed element makes, for any phase.
 
 For a streamed element ``a[i]`` the positions it can touch form a window of
-at most ``S`` slots (SPEC section 5). Slot ``j`` means:
+at most ``S`` slots (docs/ARCHITECTURE.md). Slot ``j`` means:
 
 ==== ============================== ================ ==============
 phase  kernel tap ``s``               stationary index output index

@@ -1,4 +1,4 @@
-"""Fixed-point conversion: the one set of number rules of the project (SPEC section 4).
+"""Fixed-point conversion: the one set of number rules of the project (docs/SPEC.md, Numbers).
 
 Every tensor that reaches the hardware is a signed ``data_width``-bit integer
 tensor with one power-of-two scale: ``real = integer * 2**-frac_bits``. The

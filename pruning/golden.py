@@ -1,4 +1,4 @@
-"""Exact integer reference for the three convolution phases (SPEC section 2).
+"""Exact integer reference for the three convolution phases (docs/SPEC.md, Row primitives).
 
 Whole layers (with a batch dimension) and the 1-D *row primitives* that the
 PE computes. Everything is computed in ``int64`` with no rounding at all, so
@@ -291,7 +291,7 @@ def saturating_phase(phase, *, acc_width, x=None, w=None, dy=None, mask=None, st
 
     The accumulator adds one product at a time and clips a sum that leaves
     ``-2^(acc_width-1) .. 2^(acc_width-1) - 1`` to the nearest bound, setting
-    a sticky flag (SPEC section 4). In general the clipped value depends on
+    a sticky flag (docs/SPEC.md, Numbers). In general the clipped value depends on
     the order of the products (a sum clipped at the top and then lowered by
     a negative product ends below the bound). It does not when every prefix
     of the sum stays in range whatever the order (the positive products add
@@ -356,7 +356,7 @@ def _valid_pairs(in_size, out_size, kernel, stride, pad):
 
 def count_macs(phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,
                input_hw=None, kernel_hw=None):
-    """Dense and effectual multiply-accumulates of one layer phase (SPEC section 3).
+    """Dense and effectual multiply-accumulates of one layer phase (docs/SPEC.md, Sparsity).
 
     *Dense* MACs are all MACs of the dense phase whose input index lies inside
     the tensor (padding is never work). *Effectual* MACs are those whose two
@@ -493,7 +493,7 @@ def _check_row_mask(phase, mask, out_len):
 
 
 def row_primitive(phase, a, b, stride, pad, out_len=None, mask=None):
-    """One row primitive of SPEC section 2, exact.
+    """One row primitive (docs/SPEC.md, Row primitives), exact.
 
     Parameters
     ----------

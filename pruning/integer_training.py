@@ -22,7 +22,7 @@ does the rest with the project's one set of fixed-point rules:
   rate ``p`` (:func:`pruning.prune.stochastic_prune`) with the loop's own
   generator before that layer's BP and WG use it;
 - BP of a layer computes ``dx`` only where its input ``x`` is nonzero (the
-  ReLU derivative of the layer below, SPEC section 3); the first layer has
+  ReLU derivative of the layer below, docs/SPEC.md, Sparsity); the first layer has
   no BP (nothing below it needs ``dx``), as in any training framework;
 - weights are kept in 32-bit *master* copies (``weight_frac_bits``
   fraction bits) and updated by SGD with momentum, learning rate

@@ -5,7 +5,7 @@ The ImageNet versions have the layers of torchvision's ``alexnet`` and
 CIFAR versions keep the channel widths and adapt the stem to 32x32 images,
 as CIFAR training code usually does. Every ReLU is its own non-in-place
 module call, so the gradient-pruning hooks see ``dy`` intact and the compiler
-(:mod:`gen.compiler`) sees where natural sparsity comes from.
+(:mod:`gen.compiler.network`) sees where natural sparsity comes from.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stochastic activation-gradient pruning (SPEC section 3).
+"""Stochastic activation-gradient pruning (docs/SPEC.md, Sparsity).
 
 The gradient ``g`` with respect to a convolution's output is modelled as a
 zero-mean normal variable. Its scale comes from the *nonzero* entries (the

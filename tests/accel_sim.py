@@ -3,6 +3,7 @@ stream and queue inside it watched (:class:`streams.ProtocolMonitor`)."""
 
 from amaranth.sim import Simulator
 
+from hw.config import to_signed
 from hw.top import COUNTERS, DESTINATIONS, REGISTERS, Accelerator
 
 from streams import ProtocolMonitor
@@ -68,7 +69,7 @@ def run_accelerator_sim(config, runs, *, max_cycles=100_000, on_cycle=None):
                 cycle += 1
                 if valid:
                     first_output = cycle if first_output is None else first_output
-                    values.append(data - (1 << width) if data >> (width - 1) else data)
+                    values.append(to_signed(data, width))
                     if last:
                         break
                 if cycle > max_cycles:

@@ -7,7 +7,7 @@ from amaranth import unsigned
 from amaranth.sim import Simulator
 
 from hw.buffer import LoadBuffer, OutputBuffer
-from hw.config import PRESETS
+from hw.config import PRESETS, to_signed
 
 SMALL = PRESETS["small"]
 
@@ -113,7 +113,7 @@ def test_output_buffer_banks_and_readout(ready_rate):
                 ctx.set(dut.readout.ready, ready)
                 if ctx.get(dut.readout.valid) and ready:
                     data = ctx.get(dut.readout.payload.data)
-                    received.append(data - (1 << width) if data >> (width - 1) else data)
+                    received.append(to_signed(data, width))
                     assert ctx.get(dut.readout.payload.last) == (len(received) == len(expected))
                 await ctx.tick()
                 if not ctx.get(dut.busy) and not ctx.get(dut.readout.valid):

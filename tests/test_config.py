@@ -36,7 +36,7 @@ def test_presets_and_names():
         assert preset(name) is config
     custom = AccelConfig(max_row=48)
     assert custom.name == "custom-max_row48"
-    with pytest.raises(ValueError, match="config preset must be one of small, dual, narrow, default, paper"):
+    with pytest.raises(ValueError, match="config preset must be one of small, dual, narrow, queues, default, paper"):
         preset("huge")
 
 

@@ -21,12 +21,16 @@ from hw.top import ERROR_BITS, REGISTERS
 from pruning import golden
 
 SMALL = PRESETS["small"]
-QUICK = cases(SMALL, quick=True)
+# The small preset, and the same array with every queue depth and the beat width
+# moved off the presets' values: the cycle model's latencies follow the config.
+QUICK = [(PRESETS[name], case) for name in ("small", "queues")
+         for case in cases(PRESETS[name], quick=True)]
 
 
-@pytest.mark.parametrize("case", QUICK, ids=[f"{c.name}-{c.phase}" for c in QUICK])
-def test_quick_regression(case):
-    entry = run_case(SMALL, case)     # raises on any output that is not bit-exact
+@pytest.mark.parametrize("config, case", QUICK,
+                         ids=[f"{config.name}-{c.name}-{c.phase}" for config, c in QUICK])
+def test_quick_regression(config, case):
+    entry = run_case(config, case)     # raises on any output that is not bit-exact
     assert entry["dense_macs"] > 0
     # The dense mode is the baseline: it must keep the PEs busy too.
     assert entry["dense_cycles"] > 0
@@ -91,7 +95,7 @@ def test_every_fault_is_flagged_and_the_next_run_is_clean():
     """Bus errors, bad descriptors, overlong packets, START and loads while busy, an
     output bank overflow, resets in a run and in its readout: each shows in ERROR
     (or on the bus), and then a run gives the golden outputs and the same counters."""
-    seen = runner.run(SMALL, "cosim.test_accelerator_faults", _fault_job(), block="accelerator",
+    seen = runner.run(SMALL, "cosim.bench_faults", _fault_job(), block="accelerator",
                       name="faults")
     assert seen["bus errors"] == "SLVERR"
     assert seen["COMMANDS = 0"] == seen["PHASE = 3"] == 1 << ERROR_BITS["BAD_DESCRIPTOR"]

@@ -1,4 +1,4 @@
-"""The project's one set of fixed-point rules (SPEC section 4)."""
+"""The project's one set of fixed-point rules (docs/SPEC.md, Numbers)."""
 
 from fractions import Fraction
 

@@ -208,7 +208,7 @@ def test_row_macs_against_enumeration(phase, kernel, stride, pad):
 
 @pytest.mark.parametrize("kernel,stride,pad", [((3, 3), 1, 1), ((5, 3), 2, 2), ((3, 5), 4, 3)])
 def test_layers_are_sums_of_row_primitives(kernel, stride, pad):
-    """The decomposition of SPEC section 2 that the controller relies on."""
+    """The decomposition into row primitives (docs/SPEC.md) that the controller relies on."""
     x, w, dy, mask = layer_case(kernel, stride, pad, seed=9)
     n_len, c_len, h_len, w_len = x.shape
     k_len, _, r_len, s_len = w.shape
@@ -284,7 +284,7 @@ def test_conv_phase_dispatches():
                           golden.conv_wg(x, dy, 2, 1, (3, 3)))
 
 
-# -- saturating accumulation (SPEC 4) -----------------------------------------------
+# -- saturating accumulation (docs/SPEC.md, Numbers) -----------------------------------------------
 
 def products_per_output(phase, x, w, dy, mask, stride, pad):
     """Every output's list of products, by enumeration."""

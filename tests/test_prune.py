@@ -1,4 +1,4 @@
-"""Stochastic activation-gradient pruning against SPEC section 3."""
+"""Stochastic activation-gradient pruning against docs/SPEC.md (Sparsity)."""
 
 import math
 from statistics import NormalDist

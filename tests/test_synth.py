@@ -1,4 +1,4 @@
-"""Yosys synthesis and the area report (gen/synth.py), on the small preset."""
+"""Yosys synthesis and the area report (gen/synth/), on the small preset."""
 
 import json
 
@@ -6,8 +6,9 @@ import pytest
 
 from gen.__main__ import main as gen_main
 from gen.synth import (BLOCK_NAMES, CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_MIN_WORDS,
-                       SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, _memories, cell_areas,
-                       synthesize, synthesize_block, write_report)
+                       SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, cell_areas, synthesize,
+                       write_report)
+from gen.synth.yosys import _memories, synthesize_block
 from hw.buffer import OutputBuffer
 from hw.config import PRESETS
 from hw.top import Accelerator
@@ -164,7 +165,8 @@ def _check_fpga_view(report, out):
 def test_totals_add_children_and_check_black_boxes():
     """Totals roll the hierarchy up (array = own + pes x PE, top = own + array +
     controller); a black box synthesis did not find as expected is an error."""
-    from gen.synth import _Resources, _totals
+    from gen.synth.run import hierarchy_totals as _totals
+    from gen.synth.yosys import Resources as _Resources
 
     own = {name: _Resources(luts=luts) for name, luts in
            (("pe", 100), ("array", 10), ("controller", 5), ("top", 1))}

@@ -28,7 +28,7 @@ import numpy as np
 from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data
 
-from hw.config import PHASE_CODES
+from hw.config import PHASE_CODES, to_signed
 from hw.layouts import Phase, bundle_layout, element_layout, result_layout, task_layout
 from pruning import golden
 from pruning.fixedpoint import saturate
@@ -411,7 +411,5 @@ class Packer:
         """``(value, last)`` of a result payload given as an unsigned integer."""
         layout = self.result_layout
         value_field, last_field = layout["value"], layout["last"]
-        raw = (bits >> value_field.offset) & ((1 << value_field.width) - 1)
-        if raw >> (value_field.width - 1):
-            raw -= 1 << value_field.width
-        return raw, (bits >> last_field.offset) & 1
+        return (to_signed(bits >> value_field.offset, value_field.width),
+                (bits >> last_field.offset) & 1)

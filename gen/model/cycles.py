@@ -52,7 +52,7 @@ __all__ = ["simulate", "RunCycles", "predict", "TOLERANCE", "TOLERANCE_CYCLES",
 # The model's cycles agree with the RTL's within this fraction per layer,
 # or within TOLERANCE_CYCLES, whichever is larger: on a layer phase of a few
 # dozen cycles (a tiny random layer) one cycle is several percent.
-TOLERANCE = 0.02
+TOLERANCE = 0.01
 TOLERANCE_CYCLES = 2
 
 
@@ -77,8 +77,8 @@ def simulate(config, trace):
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.head_lag,
-                             trace.last_mac, config.array_queue_depth, config.psum_banks,
-                             OPERAND_RANGES, issue_lead(config))
+                             trace.last_mac, trace.elements, config.array_queue_depth,
+                             config.psum_banks, OPERAND_RANGES, issue_lead(config))
     return RunCycles(int(cycles), int(busy))
 
 
@@ -103,7 +103,8 @@ def predict(config, traces, *, progress=False):
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, head_lag, last_mac, queue_depth, banks, ranges, lead_cycles):
+              span, tail_lag, head_lag, last_mac, elements, queue_depth, banks, ranges,
+              lead_elements):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
@@ -118,6 +119,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
+    # Per PE: issue cycles per element of its previous primitive (how far ahead of
+    # the issue stage the accept stage's lead_elements reach).
+    element_cycles = np.ones(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
     row_open = np.zeros(pes, np.bool_)
@@ -125,6 +129,11 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     # First beat of the last `ranges` non-empty bundles (the operand range FIFO).
     range_start = np.zeros(ranges, np.int64)
     ranged = 0
+    # Last beat of the last queue_depth non-empty bundles (the array's routing queue,
+    # which holds which PEs take each bundle's beats until its last beat goes out).
+    routed_end = np.zeros(queue_depth, np.int64)
+    # The cycle each beat of the current bundle goes out.
+    sent = np.zeros(beats.max() + 1 if bundles else 1, np.int64)
     # Issue intervals, for the busy cycles.
     starts = np.zeros(bundles * pes, np.int64)
     lengths = np.zeros(bundles * pes, np.int64)
@@ -140,22 +149,31 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 accept = max(accept, taken[p, tasks[p] % queue_depth] + 1)
         if beats[b] and ranged >= ranges:
             accept = max(accept, range_start[ranged % ranges])
+        if beats[b] and ranged >= queue_depth:
+            accept = max(accept, routed_end[ranged % queue_depth] + 1)
         offered = accept
-        first_beat = 0
+        first_beat = last_beat = 0
         if beats[b]:
-            first_beat = max(accept + OPERAND_LATENCY, beat_free)
-            # Beat j goes out when every PE that takes it has room in its beat queue:
-            # the PE has read the beat queue_depth before it.
-            for p in range(pes):
-                if works[b, p]:
-                    for j in range(beats[b]):
+            # Beats go out one per cycle, each when every PE that takes it has room in
+            # its beat queue (the PE has read the beat queue_depth before it); a beat
+            # that waits holds back those after it.
+            cycle = max(accept + OPERAND_LATENCY, beat_free)
+            for j in range(beats[b]):
+                for p in range(pes):
+                    if works[b, p]:
                         earlier = beats_in[p] + j - queue_depth
-                        if earlier >= 0:
-                            first_beat = max(first_beat,
-                                             beat_read[p, earlier % queue_depth] + 1 - j)
+                        if j >= queue_depth:
+                            # A beat of this bundle: read once it is in (an estimate).
+                            cycle = max(cycle, sent[j - queue_depth] + QUEUE_LATENCY + 1)
+                        elif earlier >= 0:
+                            cycle = max(cycle, beat_read[p, earlier % queue_depth] + 1)
+                sent[j] = cycle
+                cycle += 1
+            first_beat, last_beat = sent[0], sent[beats[b] - 1]
             range_start[ranged % ranges] = first_beat
+            routed_end[ranged % queue_depth] = last_beat
             ranged += 1
-            beat_free = first_beat + beats[b]
+            beat_free = last_beat + 1
         for p in range(pes):
             if not takes[b, p]:
                 continue
@@ -166,9 +184,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             if works[b, p]:
                 # Beats before the first with a MAC are dropped as they arrive: only
                 # the queue's room for the others waits for the issue stage.
+                issue_free_before = issue_free[p]
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
-                            issue_free[p] - lead_cycles - lead_beats[b, p])
-                last = first + max(beats[b] - 1, span[b, p])
+                            issue_free[p] - lead_elements * element_cycles[p] - lead_beats[b, p])
+                last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
@@ -185,10 +204,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 done[p] = last
                 # The PE reads its beats one per cycle, but no further ahead of its
                 # issue stage than its element queue allows (MACs spread evenly).
-                lead = max(first + LATENCY, issue_free[p]) - lead_cycles
+                lead = max(first + LATENCY, issue_free_before) - lead_elements * element_cycles[p]
                 for j in range(beats[b]):
                     beat_read[p, (beats_in[p] + j) % queue_depth] = max(
-                        first + j, lead + issue[b, p] * j // beats[b])
+                        first + j, sent[j] + QUEUE_LATENCY, lead + issue[b, p] * j // beats[b])
                 beats_in[p] += beats[b]
                 if issue[b, p]:
                     stop = start + issue[b, p]
@@ -199,6 +218,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     intervals += 1
                     issue_free[p] = stop
                     tail_issue[p] = stop - last_mac[b, p]
+                    element_cycles[p] = max(1, issue[b, p] // max(1, elements[b]))
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker

@@ -18,6 +18,7 @@ from cocotbext.axi import AxiResp, AxiStreamFrame
 
 from cosim.accel_tb import TB
 from cosim.runner import load_job, save_result
+from hw.config import to_signed
 
 
 class FaultBench(TB):
@@ -43,7 +44,7 @@ class FaultBench(TB):
     async def outputs(self):
         frame = await self.sink.recv()
         width = self.job["stream_width"]
-        return [v - (1 << width) if v >> (width - 1) else v for v in frame.tdata]
+        return [to_signed(v, width) for v in frame.tdata]
 
     async def expect_errors(self, names, label):
         """ERROR holds exactly ``names`` and STATUS.ERROR says so; then clear them."""

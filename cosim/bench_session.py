@@ -2,7 +2,7 @@
 
 The first message holds the register map and the other constants a job
 carries (:func:`cosim.accel_jobs.job_constants`); every further message is
-a list of job entries, answered like :mod:`cosim.test_accelerator` answers
+a list of job entries, answered like :mod:`cosim.bench_accelerator` answers
 one job.
 """
 
