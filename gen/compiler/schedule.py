@@ -104,13 +104,20 @@ class Group:
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
-                 "out_len", "columns", "keys", "takes", "works", "issue", "last_issue",
+                 "out_len", "columns", "placement", "takes", "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "head_lag", "last_mac", "issued_macs",
                  "effectual_macs")
 
     @property
     def bundles(self):
         return len(self.beats)
+
+    @property
+    def keys(self):
+        """Per PE the output row ``(i, j, l)`` it computes, None for a PE without one."""
+        i, l, js, member_of, real = self.placement
+        return [(i, js[m], l) if here else None
+                for m, here in zip(member_of.tolist(), real.tolist())]
 
 
 class _Layout:
@@ -251,7 +258,9 @@ def _groups(config, layout, pes, dense):
                         [member_work, np.zeros(pes - members, np.int64)]))
                     real = member_of < members
                     safe = np.where(real, member_of, 0)
-                    keys = [(i, js[m], l) if r else None for m, r in zip(member_of, real)]
+                    # Per PE its output row (i, j, l), made only when asked for: the
+                    # models do not need them.
+                    placement = (i, l, js, member_of, real)
                     for (t_list, q_list, beats, closes, out_len, closing, idle, row_work,
                          start, width) in positions:
                         group_effectual = int(work.effectual[t_list, q_list].sum()) \
@@ -262,7 +271,7 @@ def _groups(config, layout, pes, dense):
                                        q_list, beats, closes, out_len, closing, idle, present,
                                        a_index, b_index, offset, b_key, mask_index, block,
                                        tiles, real, safe, start, width)
-                        group.keys = keys
+                        group.placement = placement
                         group.effectual_macs = group_effectual
                         groups.append(group)
                         # A PE without a row of its own runs member 0's row on zero
