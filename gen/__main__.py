@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -77,9 +78,6 @@ def layers(args):
 
 
 def estimate(args):
-    import json
-    from pathlib import Path
-
     from .model.estimate import estimate_layer
     from .compiler.layer import load_operands
 
@@ -104,8 +102,6 @@ def estimate(args):
 
 
 def report(args):
-    import json
-
     from .model.report import build_report, write_report
 
     config = preset(args.config)

@@ -119,8 +119,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
-    # Per PE: issue cycles per element of its previous primitive (how far ahead of
-    # the issue stage the accept stage's lead_elements reach).
+    # Per PE: issue cycles per element of the elements its previous primitive leaves
+    # in the element queue (how far ahead of the issue stage the accept stage's
+    # lead_elements reach): between the primitive's mean and its last element's.
     element_cycles = np.ones(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
@@ -218,7 +219,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     intervals += 1
                     issue_free[p] = stop
                     tail_issue[p] = stop - last_mac[b, p]
-                    element_cycles[p] = max(1, issue[b, p] // max(1, elements[b]))
+                    element_cycles[p] = max(1, (issue[b, p] // max(1, elements[b]) + last_issue[b, p]) // 2)
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import sys
 
+from hw.buffer import entry_beats
+from hw.layouts import buffer_layouts
+
 from ..compiler.layer import check_layer, count_macs, golden_output, layer_stats
 from ..compiler.program import pack_program
 from ..compiler.schedule import schedule_layer
@@ -22,9 +25,6 @@ __all__ = ["estimate_layer", "load_beats"]
 
 def load_beats(config, entries):
     """AXI4-Stream beats that load a run's ``entries`` (per buffer) into the top level."""
-    from hw.buffer import entry_beats
-    from hw.layouts import buffer_layouts
-
     return sum(entries[name] * entry_beats(shape, config.stream_width)
                for name, (shape, _) in buffer_layouts(config).items())
 

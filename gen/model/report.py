@@ -92,7 +92,7 @@ def _markdown(report, command):
              f"{config['pe_rows'] * config['pe_cols']} PEs, {config['lanes']} lane(s), rows up "
              f"to {config['max_row']}; batch {report['batch']}, `dy` pruned at p = "
              f"{report['p']:g}. Cycles are the compute cycles of the cycle model "
-             "(`gen/cycles.py`, within 2% of the RTL on the regression); *with transfers* "
+             "(`gen/model/cycles.py`, within 1% of the RTL on the regression); *with transfers* "
              "adds the AXI4-Stream load and readout beats, which the top level does not "
              "overlap with compute. Energy: `gen/energy.py` (45 nm figures); *on-chip* leaves "
              "out DRAM.",
