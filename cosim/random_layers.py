@@ -439,7 +439,11 @@ def format_summary(config, results, *, seconds, saved=None):
     modelled = [r for r in results if r.entry is not None]
     if modelled:
         worst = max(modelled, key=lambda r: r.entry["model_error"])
-        lines.append(f"the cycle model is at most {100 * worst.entry['model_error']:.2f}% off "
-                     f"the RTL (case {worst.case.index})")
+        entry = worst.entry
+        rtl, model = max(((entry[f"{mode}_cycles"], entry[f"model_{mode}_cycles"])
+                          for mode in ("dense", "sparse")), key=lambda pair: abs(pair[1] - pair[0])
+                         / max(pair[0], 1))
+        lines.append(f"the cycle model is at most {100 * entry['model_error']:.2f}% off the "
+                     f"RTL (case {worst.case.index}: {model} cycles predicted, {rtl} counted)")
     lines.append(f"{passed} passed, {len(failed)} failed")
     return "\n".join(lines)
