@@ -5,7 +5,7 @@ and each of its training phases, the cycle model runs the schedule the
 compiler makes for the preset (:func:`gen.compiler.schedule.schedule_layer`) in dense
 mode (the baseline: every MAC issued, every element streamed) and in sparse
 mode (zeros skipped), and the energy model prices the events of both
-(:mod:`gen.energy`). The operands are a real training step's
+(:mod:`gen.model.energy`). The operands are a real training step's
 (:func:`pruning.sample_training.capture_network`) or random maps of given
 densities (:func:`random_operands`, for what-if studies).
 

@@ -5,7 +5,7 @@ steps on scikit-learn's sample images with activation gradients pruned at
 ``p`` (:func:`pruning.sample_training.capture_network`), captures one more
 step at batch 1 and 224 x 224, and runs every phase of every conv and
 linear layer through the cycle and energy models in dense and sparse mode
-(:func:`gen.network.estimate_network`). A densities file replaces the
+(:func:`gen.model.network.estimate_network`). A densities file replaces the
 training by random operands of given densities, for what-if studies; the
 report writes the measured densities in that format.
 
