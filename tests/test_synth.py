@@ -128,7 +128,10 @@ def _check_sram_bits_are_the_buffers_the_hardware_declares(report, out):
     """Yosys keeps the load buffers and output banks as memories of exactly the
     size the hardware declares; the array's queues are memories too."""
     top = Accelerator(SMALL)
-    declared = sum(buffer.bits for buffer in top.buffers().values()) + OutputBuffer(SMALL).bits
+    blocks = [top, *top.buffers().values(), OutputBuffer(SMALL)]
+    declared = sum(block.bits for block in blocks[1:])
+    for block in blocks:      # measured, not built: no "never used" warning
+        block._MustUse__silence = True
     assert report["blocks"]["top"]["own"]["sram_bits"] == declared
     queues = report["memories"]["array"]
     assert len(queues) == 2 * SMALL.pes + 1      # task and beat queue per PE, routing
