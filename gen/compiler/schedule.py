@@ -105,7 +105,8 @@ class Group:
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
                  "out_len", "columns", "placement", "takes", "works", "issue", "last_issue",
-                 "lead_beats", "accept_span", "tail_lag", "head_lag", "last_mac", "issued_macs",
+                 "lead_beats", "accept_span", "tail_lag", "head_lag", "last_mac", "mac_elements",
+                 "issued_macs",
                  "effectual_macs")
 
     @property

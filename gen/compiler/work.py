@@ -50,7 +50,8 @@ class PrimitiveWork:
     (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
 
     __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
-                 "tail_lag", "head_lag", "last_mac", "issued", "effectual", "stationary")
+                 "tail_lag", "head_lag", "last_mac", "mac_elements", "issued", "effectual",
+                 "stationary")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):
@@ -86,6 +87,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
     tail_lag = np.full((prims, tiles, members), -1, np.int64)
     head_lag = np.full((prims, tiles, members), -1, np.int64)
     last_mac = np.zeros((prims, tiles, members), np.int64)
+    mac_elements = np.zeros((prims, tiles, members), np.int64)
     element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
     issued = np.zeros((prims, tiles, members), np.int64)
     effectual = np.zeros((prims, tiles, members), np.int64)
@@ -127,6 +129,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     n = stop - first if dense else useful
                     last = (n + lanes - 1) // lanes
                     element_cycles[streamed - 1] = last
+                    mac_elements[t, q, m] += last > 0
                     cycles += last
                     issued[t, q, m] += n
                     effectual[t, q, m] += useful
@@ -136,4 +139,4 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                  last_mac[t, q, m]) = queue_timing(element_cycles[:streamed], per_beat,
                                                    queue_depth)
     return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag, last_mac,
-            issued, effectual, stationary)
+            mac_elements, issued, effectual, stationary)

@@ -77,7 +77,7 @@ def simulate(config, trace):
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.head_lag,
-                             trace.last_mac, trace.elements, config.array_queue_depth,
+                             trace.last_mac, trace.mac_elements, config.array_queue_depth,
                              config.psum_banks, OPERAND_RANGES, issue_lead(config))
     return RunCycles(int(cycles), int(busy))
 
@@ -103,7 +103,7 @@ def predict(config, traces, *, progress=False):
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, head_lag, last_mac, elements, queue_depth, banks, ranges,
+              span, tail_lag, head_lag, last_mac, mac_elements, queue_depth, banks, ranges,
               lead_elements):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
@@ -121,7 +121,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     tail_issue = np.full(pes, -1, np.int64)
     # Per PE: issue cycles per element of the elements its previous primitive leaves
     # in the element queue (how far ahead of the issue stage the accept stage's
-    # lead_elements reach): between the primitive's mean and its last element's.
+    # lead_elements reach): between the mean of its elements with a MAC (the
+    # others are dropped, never queued) and its last one's.
     element_cycles = np.ones(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
@@ -219,7 +220,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     intervals += 1
                     issue_free[p] = stop
                     tail_issue[p] = stop - last_mac[b, p]
-                    element_cycles[p] = max(1, (issue[b, p] // max(1, elements[b]) + last_issue[b, p]) // 2)
+                    element_cycles[p] = max(1, (issue[b, p] // max(1, mac_elements[b, p])
+                                                + last_mac[b, p]) // 2)
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker

@@ -37,6 +37,9 @@ class Trace:
     last_issue : int32 (B, P)
         Issue cycles of the primitive's last streamed element (0: none, the
         row then needs an end marker when the primitive closes it).
+    mac_elements : int32 (B, P)
+        Streamed elements with a MAC for the PE (the others are dropped as
+        they are accepted; only these wait in its element queue).
     lead_beats, accept_span, tail_lag, head_lag, last_mac : int32 (B, P)
         How the PE's accept stage takes the primitive's beats
         (:func:`queue_timing`): the beats before the first one with a MAC are
@@ -63,6 +66,7 @@ class Trace:
     tail_lag: np.ndarray
     head_lag: np.ndarray
     last_mac: np.ndarray
+    mac_elements: np.ndarray = None
     elements: np.ndarray = None
     issued_macs: int = 0
     entries: dict = None
@@ -75,7 +79,7 @@ class Trace:
                    np.zeros((bundles, pes), np.int32), np.zeros((bundles, pes), np.int32),
                    np.zeros((bundles, pes), np.int32), np.full((bundles, pes), -1, np.int32),
                    np.full((bundles, pes), -1, np.int32), np.zeros((bundles, pes), np.int32),
-                   np.zeros(bundles, np.int32))
+                   np.zeros((bundles, pes), np.int32), np.zeros(bundles, np.int32))
 
     @property
     def bundles(self):
