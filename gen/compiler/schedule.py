@@ -24,9 +24,9 @@ Rules, each implemented here once:
   its last kernel row, is closed by an empty task
   (:func:`~gen.compiler.tiling.needs_closing`). In sparse mode a group in
   which no PE has an effectual MAC is left out: its rows are all zeros.
-- **Whether a PE works in a bundle** (the array's decision, ``hw/array.py``):
-  it has a row, the primitive is present, and in sparse mode on a skipping
-  build its stationary tile and (BP) mask tile hold a nonzero. It *takes* the
+- **Whether a PE works in a bundle** (:func:`works_in`, the array's decision in
+  ``hw/array.py``): it has a row, the primitive is present, and in sparse mode
+  its stationary tile and (BP) mask tile hold a nonzero. It *takes* the
   bundle when it works in it or the bundle closes its row.
 - **PE work** (:func:`pe_work`) and **longest-processing-time balancing**
   (:func:`balance`): the rows of a group go to the PEs member with the most
@@ -56,11 +56,13 @@ __all__ = ["Group", "Schedule", "schedule_layer", "pe_work", "balance", "works_i
 _KEY_SPAN = 1 << 24
 
 
-def works_in(config, dense, present, idle):
+def works_in(dense, present, idle):
     """Whether a PE works in a bundle: the primitive is ``present`` (not a
-    placeholder), and in sparse mode on a skipping build it is not ``idle`` (its
-    stationary tile, or BP mask tile, holds a nonzero)."""
-    return present & (dense | ~idle | (not config.skipping))
+    placeholder), and in sparse mode it is not ``idle`` (its stationary tile, or BP
+    mask tile, holds a nonzero). Only a skipping build has a sparse mode
+    (:func:`~gen.compiler.layer.check_mode`): a dense-only array works in every
+    present primitive."""
+    return present & (dense | ~idle)
 
 
 def pe_work(beats, issue, active, closes):
@@ -97,17 +99,16 @@ class Group:
     (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the stationary
     row, -1 for a zero row), ``present`` (the command's present bit), ``takes``,
     ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
-    ``tail_lag``, ``head_lag``, ``last_mac``, and ``issued_macs`` per bundle. Per
-    PE: ``keys`` (the output row ``(i, j, l)``, None for a PE without a row) and
-    ``mask_rows`` (BP). ``columns`` is the slice of the rows the group holds,
+    ``tail_lag``, ``head_lag``, ``last_mac``, ``mac_elements``, and ``issued_macs``
+    per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
+    without a row; made from ``placement`` when asked for) and ``mask_rows`` (BP). ``columns`` is the slice of the rows the group holds,
     ``out_len`` its length, ``mask_key`` its mask entry's key (BP)."""
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
                  "out_len", "columns", "placement", "takes", "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "head_lag", "last_mac", "mac_elements",
-                 "issued_macs",
-                 "effectual_macs")
+                 "issued_macs", "effectual_macs")
 
     @property
     def bundles(self):
@@ -171,7 +172,6 @@ class Schedule:
         self.parts = layout.parts
         self.groups, self.estimate = groups, estimate
         self.effectual_macs = sum(group.effectual_macs for group in groups)
-        self.capacity = capacity
         self.runs = pack_runs(groups, capacity) if capacity is not None else None
 
     def traces(self):
@@ -249,7 +249,7 @@ def _groups(config, layout, pes, dense):
                         # A member has no effectual MAC in a primitive whose stationary
                         # tile, or (BP) whose mask tile, is all zero.
                         idle = ~work.stationary[t_list, q_list] | ~mask_ok[None, :]
-                        active = present[t_list] & (dense | ~idle)
+                        active = works_in(dense, present[t_list], idle)
                         row_work = pe_work(beats, work.issue[t_list, q_list], active, closes)
                         member_work += row_work
                         positions.append((t_list, q_list, beats, closes, out_len, closing, idle,
@@ -330,7 +330,7 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     else:
         group.mask_rows = group.mask_key = None
     works = np.zeros((bundles, pes), np.bool_)
-    works[:count] = works_in(config, dense, present[t_list], idle)[:, safe] & real[None, :]
+    works[:count] = works_in(dense, present[t_list], idle)[:, safe] & real[None, :]
     for name, none in TIMING.items():
         column = np.full((bundles, pes), none, np.int32)
         values = getattr(work, name)[t_list, q_list][:, safe]

@@ -162,13 +162,14 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             cycle = max(accept + OPERAND_LATENCY, beat_free)
             for j in range(beats[b]):
                 for p in range(pes):
-                    if works[b, p]:
+                    if not works[b, p]:
+                        continue
+                    if j >= queue_depth:
+                        # A beat of this bundle: read once it is in (an estimate).
+                        cycle = max(cycle, sent[j - queue_depth] + QUEUE_LATENCY + 1)
+                    elif beats_in[p] + j >= queue_depth:
                         earlier = beats_in[p] + j - queue_depth
-                        if j >= queue_depth:
-                            # A beat of this bundle: read once it is in (an estimate).
-                            cycle = max(cycle, sent[j - queue_depth] + QUEUE_LATENCY + 1)
-                        elif earlier >= 0:
-                            cycle = max(cycle, beat_read[p, earlier % queue_depth] + 1)
+                        cycle = max(cycle, beat_read[p, earlier % queue_depth] + 1)
                 sent[j] = cycle
                 cycle += 1
             first_beat, last_beat = sent[0], sent[beats[b] - 1]
@@ -186,9 +187,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             if works[b, p]:
                 # Beats before the first with a MAC are dropped as they arrive: only
                 # the queue's room for the others waits for the issue stage.
-                issue_free_before = issue_free[p]
+                # Cycles by which the accept stage may run ahead of the issue stage.
+                ahead = lead_elements * element_cycles[p]
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
-                            issue_free[p] - lead_elements * element_cycles[p] - lead_beats[b, p])
+                            issue_free[p] - ahead - lead_beats[b, p])
                 last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
                 start = 0
                 if issue[b, p]:
@@ -206,7 +208,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 done[p] = last
                 # The PE reads its beats one per cycle, but no further ahead of its
                 # issue stage than its element queue allows (MACs spread evenly).
-                lead = max(first + LATENCY, issue_free_before) - lead_elements * element_cycles[p]
+                lead = max(first + LATENCY, issue_free[p]) - ahead
                 for j in range(beats[b]):
                     beat_read[p, (beats_in[p] + j) % queue_depth] = max(
                         first + j, sent[j] + QUEUE_LATENCY, lead + issue[b, p] * j // beats[b])
