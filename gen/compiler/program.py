@@ -94,9 +94,19 @@ def bundle_tasks(schedule, group, first=0, stop=None, partial=False):
     masks = ([tuple(int(v) for v in schedule.masks[row, group.columns]) for row in group.mask_rows]
              if group.mask_rows is not None else [()] * pes)
     closing = partial and closes_piece(group, stop)
+
+    def bundle_of(geometry, stationary, elements, row_last, offset, present):
+        pad, in_width, out_width = geometry
+        tasks = [RowTask(phase=mapping.task_phase, stride=mapping.stride, pad=pad,
+                         kernel=mapping.task_kernel, in_width=in_width, out_width=out_width,
+                         stationary=stationary[unit], mask=masks[unit], dense=dense,
+                         row_last=row_last, elements=elements, offset=offset,
+                         present=bool(present[unit]))
+                 for unit in range(pes)]
+        return tasks, list(present)
+
     bundles = []
     for bundle in range(first, stop):
-        pad, in_width, out_width = bundle_geometry(schedule, group, bundle)
         tile = group.tile[bundle]
         elements, stationary = (), [()] * pes
         if tile >= 0:
@@ -110,25 +120,15 @@ def bundle_tasks(schedule, group, first=0, stop=None, partial=False):
         if -(-len(elements) // epb) != group.beats[bundle]:
             raise RuntimeError("internal error: a bundle's elements do not match its beats")
         row_last = bundle == stop - 1 and not closing and (partial or stop == group.bundles)
-        tasks = [RowTask(phase=mapping.task_phase, stride=mapping.stride, pad=pad,
-                         kernel=mapping.task_kernel, in_width=in_width, out_width=out_width,
-                         stationary=stationary[unit], mask=masks[unit], dense=dense,
-                         row_last=row_last, elements=elements,
-                         offset=int(group.offset[bundle]),
-                         present=bool(group.present[bundle, unit]))
-                 for unit in range(pes)]
-        bundles.append((tasks, group.present[bundle].tolist()))
+        bundles.append(bundle_of(bundle_geometry(schedule, group, bundle), stationary, elements,
+                                 row_last, int(group.offset[bundle]),
+                                 group.present[bundle].tolist()))
     if closing:
         # The PE takes a WG row's length from its closing task's offset (the last
         # kernel row): close the piece with an empty task of the row's last bundle.
-        pad, in_width, out_width = bundle_geometry(schedule, group, group.bundles - 1)
-        present = [key is not None for key in group.keys]
-        tasks = [RowTask(phase=mapping.task_phase, stride=mapping.stride, pad=pad,
-                         kernel=mapping.task_kernel, in_width=in_width, out_width=out_width,
-                         stationary=(), mask=masks[unit], dense=dense, row_last=True,
-                         elements=(), offset=int(group.closing_offset), present=present[unit])
-                 for unit in range(pes)]
-        bundles.append((tasks, present))
+        bundles.append(bundle_of(bundle_geometry(schedule, group, group.bundles - 1),
+                                 [()] * pes, (), True, int(group.closing_offset),
+                                 [key is not None for key in group.keys]))
     return bundles
 
 
@@ -205,12 +205,11 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
         for bits in packer.element_beats(operand):
             loads["operand"] += _split(bits, widths["operand"], stream)
     for rows in stationary.images(pes):
-        padded = [value for row in rows for value in list(row) + [0] * (config.max_row - len(row))]
+        padded = [value for row in rows for value in packer.padded(row)]
         loads["stationary"] += _split(_pack(padded, config.data_width), widths["stationary"],
                                       stream)
     for rows in masks.images(pes):
-        bits = _pack([sum(1 << i for i, bit in enumerate(row) if bit) for row in rows],
-                     config.max_row)
+        bits = _pack([packer.mask_bits(row) for row in rows], config.max_row)
         loads["mask"] += _split(bits, widths["mask"], stream)
     registers = {"PHASE": PHASE_CODES[schedule.mapping.task_phase], "MODE": int(schedule.dense),
                  "STRIDE": schedule.mapping.stride, "KERNEL": schedule.mapping.task_kernel,

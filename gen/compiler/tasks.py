@@ -351,16 +351,18 @@ class Packer:
     def task(self, task):
         return self._bits(self.task_layout, self._task_values(task))
 
-    def _padded(self, row):
+    def padded(self, row):
+        """A stationary row as the PE holds it: ``max_row`` operands, zeros after ``row``."""
         return list(row) + [0] * (self._config.max_row - len(row))
 
     @staticmethod
-    def _mask_bits(mask):
+    def mask_bits(mask):
+        """A BP mask row as its bits: bit ``h`` set where output ``h`` is computed."""
         return sum(1 << i for i, bit in enumerate(mask) if bit)
 
     def _task_values(self, task):
-        stationary = self._padded(task.stationary)
-        mask_bits = self._mask_bits(task.mask)
+        stationary = self.padded(task.stationary)
+        mask_bits = self.mask_bits(task.mask)
         return ({
             "phase": self._phase[task.phase], "dense": int(task.dense), "empty": int(task.empty),
             "row_last": int(task.row_last), "stride": task.stride, "pad": task.pad,
@@ -383,8 +385,8 @@ class Packer:
                    for here, task in zip(present or [True] * len(tasks), tasks)]
         return self._bits(bundle_layout(self._config), {
             "task": self._task_values(first),
-            "stationary": [self._padded(task.stationary) for task in tasks],
-            "mask": [self._mask_bits(task.mask) for task in tasks],
+            "stationary": [self.padded(task.stationary) for task in tasks],
+            "mask": [self.mask_bits(task.mask) for task in tasks],
             "present": sum(1 << p for p, here in enumerate(present) if here),
         })
 
