@@ -35,7 +35,7 @@ from pruning.fixedpoint import saturate
 from .pe_jobs import array_run, run_array, run_rows, task_run
 
 __all__ = ["LayerSpec", "check_layer", "run_layer", "STATS_KEYS", "BACKENDS", "waves_path",
-           "add_drained"]
+           "add_drained", "add_drains"]
 
 
 # Output rows (tiles of layer rows) per simulator invocation, over all PEs:
@@ -77,6 +77,20 @@ def add_drained(config, mapping, output, keys, columns, per_pe):
                                        config.acc_width)
         view[...] = total
         clipped |= bool(clipped_here)
+    return clipped
+
+
+def add_drains(config, mapping, output, drains, per_pe):
+    """:func:`add_drained` of every row a run drained: ``drains`` in drain order (the
+    program's :class:`~gen.compiler.program.Drain` s, or the schedule's groups), and
+    ``per_pe[p]`` all of PE ``p``'s outputs one after the other; returns whether a sum
+    clipped."""
+    clipped, position = False, 0
+    for drain in drains:
+        stop = position + drain.out_len
+        clipped |= add_drained(config, mapping, output, drain.keys, drain.columns,
+                               [values[position:stop] for values in per_pe])
+        position = stop
     return clipped
 
 
@@ -127,13 +141,8 @@ def _accelerator_calls(config, spec, mapping, runs, *, simulator, progress, tota
         (results,) = run_accelerator(config, [entry], simulator=simulator,
                                      name=f"layer-{spec.phase}", session=session)
         for run, result in zip(chunk, results):
-            position = 0
-            for drain in run.drains:
-                stop = position + drain.out_len
-                if add_drained(config, mapping, output, drain.keys, drain.columns,
-                               [values[position:stop] for values in result["outputs"]]):
-                    totals["saturated"] = 1
-                position = stop
+            if add_drains(config, mapping, output, run.drains, result["outputs"]):
+                totals["saturated"] = 1
             for name in ("cycles", "busy_cycles", "stall_cycles", "issued_macs",
                          "effectual_macs"):
                 totals[name] += result[name]

@@ -9,7 +9,7 @@ PE that the array drains its rows into, and streams them out at the end of
 a run.
 """
 
-from amaranth import Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth import Cat, Const, Module, Shape, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out

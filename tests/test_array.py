@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from cosim.layer import add_drained
+from cosim.layer import add_drains
 from cosim.pe_jobs import array_run
 from gen.compiler.layer import check_layer
 from gen.compiler.program import bundle_tasks
@@ -88,12 +88,9 @@ def test_array_streams_keep_the_protocol_and_the_outputs_are_golden(phase, dense
     patterns = [itertools.cycle(p) for p in PATTERNS[pattern]]
     outputs, monitor = run_array_sim(SMALL, job, task_pattern=patterns[0],
                                      beat_pattern=patterns[1], result_pattern=patterns[2])
-    layer, position = np.zeros(spec.output_shape, np.int64), 0
-    for group in groups:
-        stop = position + group.out_len
-        add_drained(SMALL, schedule.mapping, layer, group.keys, group.columns,
-                    [values[position:stop] for values in outputs])
-        position = stop
+    assert [len(values) for values in outputs] == [sum(g.out_len for g in groups)] * SMALL.pes
+    layer = np.zeros(spec.output_shape, np.int64)
+    add_drains(SMALL, schedule.mapping, layer, groups, outputs)
     assert np.array_equal(layer, golden.conv_phase(phase, stride=1, pad=1, x=spec.x, w=spec.w,
                                                    dy=spec.dy, mask=spec.mask,
                                                    kernel_hw=spec.kernel_hw,

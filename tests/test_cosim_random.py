@@ -8,7 +8,7 @@ import pytest
 
 from cosim import random_layers
 from cosim.__main__ import main as cosim_main
-from cosim.random_layers import draw_case, format_summary, run_random
+from cosim.random_layers import draw_case, run_random
 from gen.compiler.layer import check_layer
 from hw.config import PRESETS
 from pruning import golden

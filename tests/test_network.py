@@ -12,7 +12,6 @@ from gen.model.energy import EnergyTable, count_events, energy_pj
 from gen.model.estimate import estimate_layer
 from gen.model.network import estimate_network, phase_maps, random_operands, summarize
 from hw.config import PRESETS
-from pruning import golden
 
 SMALL = PRESETS["small"]
 

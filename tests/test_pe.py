@@ -1,7 +1,6 @@
 """SparsePE and its window decoder in amaranth.sim, against the golden row primitives."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest

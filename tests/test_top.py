@@ -4,7 +4,7 @@ every stream and queue inside it (controller, array, PEs, buffers) watched in ev
 import numpy as np
 import pytest
 
-from cosim.layer import add_drained
+from cosim.layer import add_drains
 from cosim.random_layers import draw_case
 from gen.compiler.layer import check_layer
 from gen.compiler.program import pack_program
@@ -32,13 +32,8 @@ def test_top_level_streams_keep_the_protocol(index, dense):
     results, monitor = run_accelerator_sim(SMALL, runs)
     output = np.zeros(spec.output_shape, np.int64)
     for run, result in zip(runs, results):
-        position = 0
-        for drain in run.drains:
-            stop = position + drain.out_len
-            add_drained(SMALL, schedule.mapping, output, drain.keys, drain.columns,
-                        [values[position:stop] for values in result["outputs"]])
-            position = stop
-        assert all(len(values) == position for values in result["outputs"])
+        assert all(len(values) == run.outputs_per_pe for values in result["outputs"])
+        add_drains(SMALL, schedule.mapping, output, run.drains, result["outputs"])
     expected, _ = golden.saturating_phase(spec.phase, acc_width=SMALL.acc_width, x=spec.x,
                                           w=spec.w, dy=spec.dy, mask=spec.mask,
                                           stride=spec.stride, pad=spec.pad,
