@@ -29,7 +29,7 @@ __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
 
 # Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
 TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
-          "head_lag": -1, "last_mac": 0, "mac_elements": 0}
+          "pop_lag": -1, "head_lag": -1, "last_mac": 0, "trailing_issue": 0, "mac_elements": 0}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@ cost the PE, computed from the operands' nonzero maps in a loop compiled with nu
 
 The MAC slots of a task are :func:`gen.compiler.tiling.task_slots`' (the one
 host copy of the PE's decoding rule), passed in as tables; the accept
-stage's pacing is :func:`gen.model.trace.queue_timing`.
+stage's pacing is :func:`queue_timing`. Both live in this module because numba's
+cache of a compiled function does not follow changes to the functions it calls
+from other modules.
 """
 
 from __future__ import annotations
@@ -11,10 +13,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..model.trace import queue_timing
 from .tiling import task_slots
 
-__all__ = ["SlotTables", "PrimitiveWork", "primitive_work"]
+__all__ = ["SlotTables", "PrimitiveWork", "primitive_work", "queue_timing"]
 
 
 class SlotTables:
@@ -50,7 +51,7 @@ class PrimitiveWork:
     (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
 
     __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
-                 "tail_lag", "head_lag", "last_mac", "mac_elements", "issued", "effectual",
+                 "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue", "mac_elements", "issued", "effectual",
                  "stationary")
 
     def __init__(self, values):
@@ -74,7 +75,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     per_beat, queue_depth):
     """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
     issue cycles, those of the last streamed element, the accept stage's timing
-    (:func:`gen.model.trace.queue_timing`), issued and effectual MACs, and whether
+    (:func:`queue_timing`), issued and effectual MACs, and whether
     its stationary tile holds a nonzero."""
     prims, members = b_index.shape
     tiles = parts.shape[0]
@@ -85,8 +86,10 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
     lead = np.zeros((prims, tiles, members), np.int64)
     span = np.zeros((prims, tiles, members), np.int64)
     tail_lag = np.full((prims, tiles, members), -1, np.int64)
+    pop_lag = np.full((prims, tiles, members), -1, np.int64)
     head_lag = np.full((prims, tiles, members), -1, np.int64)
     last_mac = np.zeros((prims, tiles, members), np.int64)
+    trailing_issue = np.zeros((prims, tiles, members), np.int64)
     mac_elements = np.zeros((prims, tiles, members), np.int64)
     element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
     issued = np.zeros((prims, tiles, members), np.int64)
@@ -135,8 +138,99 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     effectual[t, q, m] += useful
                 issue[t, q, m] = cycles
                 last_issue[t, q, m] = last
-                (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], head_lag[t, q, m],
-                 last_mac[t, q, m]) = queue_timing(element_cycles[:streamed], per_beat,
-                                                   queue_depth)
-    return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, head_lag, last_mac,
-            mac_elements, issued, effectual, stationary)
+                (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], pop_lag[t, q, m],
+                 head_lag[t, q, m], last_mac[t, q, m], trailing_issue[t, q, m]) = queue_timing(
+                    element_cycles[:streamed], per_beat, queue_depth)
+    return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, pop_lag, head_lag,
+            last_mac, trailing_issue, mac_elements, issued, effectual, stationary)
+
+
+@numba.njit(cache=True)
+def queue_timing(cycles, per_beat, depth):
+    """How a PE's element queue paces the accept of one primitive's beats.
+
+    ``cycles`` are the issue cycles of each streamed element in stream order
+    (0: no MAC, the element is dropped as it is accepted); ``per_beat``
+    elements arrive per beat, one beat per cycle at most. As in
+    ``hw/pe.py``: a beat is accepted while the queue holds at most
+    ``depth - per_beat`` elements (a pop frees room from the next cycle),
+    the issue stage takes the oldest element when it has none or issues its
+    current element's last MAC, and a taken element issues from the next
+    cycle.
+
+    Returns ``(lead_beats, accept_span, tail_lag, pop_lag, head_lag, last_mac,
+    trailing_issue)``.
+    ``lead_beats``: the beats before the first one with an element that has a
+    MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from accepting the first beat to accepting the
+    last when the PE starts idle. A beat can be accepted only once the issue
+    stage has taken all but ``depth - per_beat`` of the elements before it,
+    and the beats after it follow one per cycle: ``tail_lag`` is the latest
+    of these bounds on the last beat that waits for one of this primitive's
+    own elements after the first, in cycles from the primitive's first issue
+    (issue running without a gap), ``pop_lag`` the latest that waits for
+    its first element, in cycles from the cycle that element could issue
+    but for a psum bank (it leaves the queue while it waits for one),
+    ``head_lag`` the latest that waits for the previous
+    primitive's last element, in cycles from that element's issue (-1:
+    none). ``last_mac``: the issue cycles of the last element with a MAC.
+    ``trailing_issue``: see :class:`Trace`.
+    """
+    count = len(cycles)
+    beats = (count + per_beat - 1) // per_beat
+    lead = 0
+    while lead < count and cycles[lead] == 0:
+        lead += 1
+    lead_beats = lead // per_beat if lead < count else 0
+    # started[k]: cycles from the first issue to the issue of MAC element k.
+    started = np.zeros(count + 1, np.int64)
+    macs = 0
+    for element in range(count):
+        if cycles[element] > 0:
+            started[macs + 1] = started[macs] + cycles[element]
+            macs += 1
+    tail_lag = pop_lag = head_lag = -1
+    before = 0      # MAC elements in the beats before beat j
+    for j in range(1, beats):
+        for element in range((j - 1) * per_beat, j * per_beat):
+            before += cycles[element] > 0
+        waits_for = before - (depth - per_beat) - 1
+        if waits_for > 0:
+            # Beat j waits for that element's issue; the beats after it follow
+            # one per cycle.
+            tail_lag = max(tail_lag, started[waits_for] + beats - 1 - j)
+        elif waits_for == 0:
+            pop_lag = max(pop_lag, beats - 1 - j)
+        elif waits_for == -1:
+            # It waits for the issue of the previous primitive's last element.
+            head_lag = max(head_lag, beats - 1 - j)
+    last_mac = 0
+    for element in range(count):
+        if cycles[element] > 0:
+            last_mac = cycles[element]
+    trailing_issue = 0
+    after = 0       # issue cycles of the elements of beats j on
+    for j in range(beats - 1, -1, -1):
+        for element in range(j * per_beat, min((j + 1) * per_beat, count)):
+            after += cycles[element]
+        if after:
+            trailing_issue = max(trailing_issue, j + after)
+    queue = np.zeros(count + 1, np.int64)
+    head = tail = current = 0
+    cycle = beat = last_accept = 0
+    while beat < beats:
+        level = tail - head
+        popped = level > 0 and current <= 1
+        if current > 0:
+            current -= 1
+        if popped:
+            current = queue[head]
+            head += 1
+        if level <= depth - per_beat:
+            for element in range(beat * per_beat, min((beat + 1) * per_beat, count)):
+                if cycles[element] > 0:
+                    queue[tail] = cycles[element]
+                    tail += 1
+            last_accept = cycle
+            beat += 1
+        cycle += 1
+    return lead_beats, last_accept, tail_lag, pop_lag, head_lag, last_mac, trailing_issue

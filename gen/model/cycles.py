@@ -76,8 +76,9 @@ def simulate(config, trace):
         return RunCycles(0, 0)
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
-                             trace.accept_span, trace.tail_lag, trace.head_lag,
-                             trace.last_mac, trace.mac_elements, config.array_queue_depth,
+                             trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
+                             trace.last_mac, trace.trailing_issue, trace.mac_elements,
+                             config.array_queue_depth,
                              config.psum_banks, OPERAND_RANGES, issue_lead(config))
     return RunCycles(int(cycles), int(busy))
 
@@ -103,7 +104,8 @@ def predict(config, traces, *, progress=False):
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, head_lag, last_mac, mac_elements, queue_depth, banks, ranges,
+              span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements, queue_depth, banks,
+              ranges,
               lead_elements):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
@@ -177,6 +179,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             routed_end[ranged % queue_depth] = last_beat
             ranged += 1
             beat_free = last_beat + 1
+            # The run lasts until its last beat is out, whether a PE takes it or not.
+            end = max(end, beat_free)
         for p in range(pes):
             if not takes[b, p]:
                 continue
@@ -195,6 +199,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
+                    if pop_lag[b, p] >= 0:
+                        # The last beat waits for the first element to leave the queue,
+                        # which it does while it waits for a psum bank.
+                        last = max(last, start + pop_lag[b, p])
                     if not row_open[p]:
                         start = max(start, bank_free[p, bank[p]])
                         row_open[p] = True
@@ -215,6 +223,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 beats_in[p] += beats[b]
                 if issue[b, p]:
                     stop = start + issue[b, p]
+                    # No element issues before its beat is in.
+                    stop = max(stop, first + LATENCY + trailing_issue[b, p])
                     if last_issue[b, p]:
                         stop = max(stop, last + LATENCY + last_issue[b, p])
                     starts[intervals] = start
