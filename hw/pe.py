@@ -31,6 +31,7 @@ an element, plus the overhead documented in :func:`overhead_bound`.
 
 from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layouts import Phase, element_layout, result_layout, task_layout, window_layout
@@ -302,20 +303,33 @@ class SparsePE(wiring.Component):
         ]
 
         # -- accumulate --------------------------------------------------------
-        # All banks in one register file: entry bank*max_row + output index.
-        psum = Array(Signal(signed(config.acc_width), name=f"psum_{b}_{o}")
-                     for b in range(banks) for o in range(config.max_row))
+        # All banks in one register file (entry bank*max_row + output index): a
+        # memory with an asynchronous read and a write port per lane, and one of
+        # each for the drain, so that it synthesizes as a memory, not as a
+        # flip-flop array with per-entry logic. An entry read is the value
+        # written up to the last clock edge, as a register's would be. Lanes
+        # write distinct entries (the slots of one element target distinct
+        # outputs), and the drain reads and clears only a full bank, which no
+        # lane writes.
+        psum = Memory(shape=signed(config.acc_width), depth=banks * config.max_row, init=[])
+        m.submodules.psum = psum
         for lane in range(lanes):
-            entry = psum[mac_bank * config.max_row + mac_target[lane]]
+            address = mac_bank * config.max_row + mac_target[lane]
+            read = psum.read_port(domain="comb")
+            write = psum.write_port()
             total = Signal(signed(config.acc_width + 1), name=f"sum_{lane}")
-            m.d.comb += total.eq(entry + mac_product[lane])
+            m.d.comb += [read.addr.eq(address), write.addr.eq(address),
+                         total.eq(read.data + mac_product[lane])]
             with m.If(mac_valid[lane]):
+                m.d.comb += write.en.eq(1)
                 with m.If(total > config.acc_max):
-                    m.d.sync += [entry.eq(config.acc_max), self.saturated.eq(1)]
+                    m.d.comb += write.data.eq(config.acc_max)
+                    m.d.sync += self.saturated.eq(1)
                 with m.Elif(total < config.acc_min):
-                    m.d.sync += [entry.eq(config.acc_min), self.saturated.eq(1)]
+                    m.d.comb += write.data.eq(config.acc_min)
+                    m.d.sync += self.saturated.eq(1)
                 with m.Else():
-                    m.d.sync += entry.eq(total)
+                    m.d.comb += write.data.eq(total)
         with m.If(row_end):
             m.d.sync += [bank_full.bit_select(row_end_bank, 1).eq(1),
                          bank_len[row_end_bank].eq(row_end_len)]
@@ -324,19 +338,24 @@ class SparsePE(wiring.Component):
         draining = Signal()
         drain_bank = Signal.like(issue_bank)   # rows finish in bank order; drain in that order
         drain_index = Signal(unsigned(config.index_width))
-        drained = psum[drain_bank * config.max_row + drain_index]
+        drain_read = psum.read_port(domain="comb")
+        drain_clear = psum.write_port()
         drain_last = Signal()
         m.d.comb += [
+            drain_read.addr.eq(drain_bank * config.max_row + drain_index),
+            drain_clear.addr.eq(drain_read.addr),
+            drain_clear.data.eq(0),
             drain_last.eq(drain_index == bank_len[drain_bank] - 1),
             self.result.valid.eq(draining),
-            self.result.payload.value.eq(drained),
+            self.result.payload.value.eq(drain_read.data),
             self.result.payload.last.eq(drain_last),
         ]
         with m.If(~draining & bank_full.bit_select(drain_bank, 1)):
             m.d.sync += [draining.eq(1), drain_index.eq(0)]
         with m.If(self.result.valid & self.result.ready):
             # Zero the entry as it leaves: the bank is clean for its next row.
-            m.d.sync += [drained.eq(0), drain_index.eq(drain_index + 1)]
+            m.d.comb += drain_clear.en.eq(1)
+            m.d.sync += drain_index.eq(drain_index + 1)
             with m.If(drain_last):
                 m.d.sync += [draining.eq(0), drain_bank.eq(next_bank(drain_bank)),
                              bank_full.bit_select(drain_bank, 1).eq(0)]

@@ -8,6 +8,7 @@ from gen.__main__ import main as gen_main
 from gen.synth import (BLOCK_NAMES, CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_MIN_WORDS,
                        SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, cell_areas, synthesize,
                        write_report)
+from gen.synth.cells import register_file_transistors_per_bit
 from gen.synth.yosys import _memories, synthesize_block
 from hw.buffer import OutputBuffer
 from hw.config import PRESETS
@@ -36,16 +37,30 @@ module \\top
   cell $mem_v2 $auto$mem.cc:1
     parameter \\ABITS 6
     parameter \\MEMID "\\\\queue.storage"
+    parameter \\RD_CLK_ENABLE 1'1
+    parameter \\RD_PORTS 1
     parameter \\SIZE 63
     parameter \\WIDTH 45
+    parameter \\WR_PORTS 1
     connect \\CLK 1'0
+  end
+  cell $mem_v2 $auto$mem.cc:2
+    parameter \\MEMID "\\\\psum"
+    parameter \\RD_CLK_ENABLE 2'00
+    parameter \\RD_PORTS 2
+    parameter \\SIZE 96
+    parameter \\WIDTH 48
+    parameter \\WR_PORTS 2
   end
   cell $dff $x
     parameter \\WIDTH 3
   end
 end
 """
-    assert _memories(dump) == [("queue.storage", 63, 45)]
+    queue, psum = _memories(dump)
+    assert queue == ("queue.storage", 63, 45, 1, 1, False) and queue.kind == "sram"
+    assert psum == ("psum", 96, 48, 2, 2, True) and psum.kind == "register file"
+    assert psum.bits == 96 * 48
 
 
 @pytest.mark.parametrize("kwargs,error,message", [
@@ -107,10 +122,26 @@ def _check_figures_follow_from_the_cell_counts(report, out):
         logic = sum(areas[cell] * count for cell, count in counts.items())
         assert block["logic_um2"] == pytest.approx(logic, abs=0.1)
         sram = block["sram_bits"] * SRAM_UM2_PER_BIT
-        assert block["nand2_eq"] == pytest.approx((logic + sram) / areas[NAND2_CELL], abs=0.1)
+        assert block["nand2_eq"] == pytest.approx(
+            (logic + sram + block["register_file_um2"]) / areas[NAND2_CELL], abs=0.1)
         assert block["transistors"] == (
             sum(CELL_TRANSISTORS[cell] * count for cell, count in counts.items())
-            + SRAM_TRANSISTORS_PER_BIT * block["sram_bits"])
+            + SRAM_TRANSISTORS_PER_BIT * block["sram_bits"]
+            + _register_file_transistors(report, name))
+
+
+def _register_file_transistors(report, name):
+    """Transistors of the register files of block ``name``, its inner blocks' included."""
+    inner = {"array": ("pe", SMALL.pes), "array_dense": ("pe_dense", SMALL.pes),
+             "top": ("array", 1), "top_dense": ("array_dense", 1)}
+    own = sum(memory["words"] * memory["width"] * register_file_transistors_per_bit(
+        memory["read_ports"] + memory["write_ports"])
+        for memory in report["memories"].get(name.replace("top_dense", "top"), [])
+        if memory["kind"] == "register file")
+    if name in inner:
+        block, copies = inner[name]
+        own += copies * _register_file_transistors(report, block)
+    return own
 
 
 def _check_hierarchy_totals(report, out):
@@ -136,8 +167,13 @@ def _check_sram_bits_are_the_buffers_the_hardware_declares(report, out):
     queues = report["memories"]["array"]
     assert len(queues) == 2 * SMALL.pes + 1      # task and beat queue per PE, routing
     assert all(memory["words"] >= SRAM_MIN_WORDS for memory in queues)
-    # The PE's element queue is shallower than an SRAM macro: flip-flops.
+    # The PE's element queue is shallower than an SRAM macro: flip-flops. Its
+    # partial sums are one register file (read as they are addressed).
     assert report["blocks"]["pe"]["sram_bits"] == 0
+    (psum,) = report["memories"]["pe"]
+    assert psum["kind"] == "register file"
+    assert report["blocks"]["pe"]["register_file_bits"] == (
+        SMALL.psum_banks * SMALL.max_row * SMALL.acc_width)
 
 
 def _check_skipping_logic_costs_area(report, out):

@@ -217,9 +217,13 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 # The PE reads its beats one per cycle, but no further ahead of its
                 # issue stage than its element queue allows (MACs spread evenly).
                 lead = max(first + LATENCY, issue_free[p]) - ahead
+                # The beats after a beat follow one per cycle at most: it is read no
+                # later than the last one, less one cycle for each of them.
                 for j in range(beats[b]):
                     beat_read[p, (beats_in[p] + j) % queue_depth] = max(
-                        first + j, sent[j] + QUEUE_LATENCY, lead + issue[b, p] * j // beats[b])
+                        first + j, sent[j] + QUEUE_LATENCY,
+                        min(lead + issue[b, p] * max(0, j - lead_beats[b, p])
+                            // max(1, beats[b] - lead_beats[b, p]), last - (beats[b] - 1 - j)))
                 beats_in[p] += beats[b]
                 if issue[b, p]:
                     stop = start + issue[b, p]

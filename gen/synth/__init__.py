@@ -25,8 +25,11 @@ half an hour here).
 
 Memories with a write port and at least :data:`SRAM_MIN_WORDS` words stay
 memories: they are counted in bits and given the area of an SRAM macro
-(:data:`SRAM_UM2_PER_BIT`). Shallower ones, and read-only tables, are built
-from flip-flops and gates, as a memory compiler would not make them.
+(:data:`SRAM_UM2_PER_BIT`), or, when they are read in the cycle they are
+addressed or have several read or write ports (the PE's partial sums), of a
+multi-port register file (:func:`~gen.synth.cells.register_file_um2_per_bit`).
+Shallower ones, and read-only tables, are built from flip-flops and gates, as a
+memory compiler would not make them.
 
 The package: :mod:`~gen.synth.cells` (the cell library, area and transistor
 model), :mod:`~gen.synth.yosys` (Yosys runs of one block, ASIC and FPGA),

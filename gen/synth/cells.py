@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 __all__ = ["LIBERTY", "NAND2_CELL", "TECHNOLOGY", "CELL_TRANSISTORS", "SRAM_UM2_PER_BIT",
-           "SRAM_TRANSISTORS_PER_BIT", "SRAM_MIN_WORDS", "cell_areas", "BlockArea"]
+           "SRAM_TRANSISTORS_PER_BIT", "SRAM_MIN_WORDS", "REGISTER_FILE_PORT_AREA",
+           "REGISTER_FILE_PORT_TRANSISTORS", "register_file_um2_per_bit",
+           "register_file_transistors_per_bit", "cell_areas", "BlockArea"]
 
 LIBERTY = Path(__file__).with_name("cells.lib")
 
@@ -35,8 +37,29 @@ SRAM_UM2_PER_BIT = 1.0 / 0.826
 #: Transistors of a 6T bit cell; the periphery's are not counted.
 SRAM_TRANSISTORS_PER_BIT = 6
 
-#: Fewest words of a memory that becomes an SRAM macro.
+#: Fewest words of a memory that becomes an SRAM macro or a register file.
 SRAM_MIN_WORDS = 16
+
+#: A register file (a memory read asynchronously, or with more than one read
+#: and one write port: the PE's partial sums) is a multi-port macro: each port
+#: beyond the first adds a word line and bit lines to every bit cell. OpenRAM's
+#: relative bit cell sizes (documentation, "Bitcells"): its 10T cell with an
+#: isolated read port (1rw + 1r, 10.9 x 13.9) is 2.42 times its 6T cell
+#: (1rw, 6.8 x 9.2), so each further port costs 1.42 six-transistor cells more,
+#: periphery scaled alike; and 4 transistors.
+REGISTER_FILE_PORT_AREA = (10.9 * 13.9) / (6.8 * 9.2) - 1.0
+REGISTER_FILE_PORT_TRANSISTORS = 4
+
+
+def register_file_um2_per_bit(ports):
+    """Area of a register file's bit with ``ports`` read and write ports, periphery included."""
+    return SRAM_UM2_PER_BIT * (1.0 + REGISTER_FILE_PORT_AREA * (ports - 1))
+
+
+def register_file_transistors_per_bit(ports):
+    """Transistors of a register file's bit cell with ``ports`` read and write ports."""
+    return SRAM_TRANSISTORS_PER_BIT + REGISTER_FILE_PORT_TRANSISTORS * (ports - 1)
+
 
 def cell_areas(liberty=LIBERTY):
     """Area of each cell of a liberty file, by cell name (square micrometres)."""
@@ -50,7 +73,7 @@ def cell_areas(liberty=LIBERTY):
 
 @dataclasses.dataclass(frozen=True)
 class BlockArea:
-    """Cells, transistors and area of a block, logic and SRAM macros apart."""
+    """Cells, transistors and area of a block: logic, SRAM macros and register files apart."""
 
     cells: int = 0
     flip_flops: int = 0
@@ -58,6 +81,10 @@ class BlockArea:
     logic_transistors: int = 0
     sram_bits: int = 0
     sram_macros: int = 0
+    register_file_bits: int = 0
+    register_files: int = 0
+    register_file_um2: float = 0.0
+    register_file_transistors: int = 0
     cell_counts: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -66,11 +93,12 @@ class BlockArea:
 
     @property
     def area_um2(self):
-        return self.logic_um2 + self.sram_um2
+        return self.logic_um2 + self.sram_um2 + self.register_file_um2
 
     @property
     def transistors(self):
-        return self.logic_transistors + self.sram_bits * SRAM_TRANSISTORS_PER_BIT
+        return (self.logic_transistors + self.sram_bits * SRAM_TRANSISTORS_PER_BIT
+                + self.register_file_transistors)
 
     def nand2_eq(self, nand2_um2):
         return self.area_um2 / nand2_um2
@@ -84,7 +112,13 @@ class BlockArea:
             logic_um2=self.logic_um2 + other.logic_um2,
             logic_transistors=self.logic_transistors + other.logic_transistors,
             sram_bits=self.sram_bits + other.sram_bits,
-            sram_macros=self.sram_macros + other.sram_macros, cell_counts=counts)
+            sram_macros=self.sram_macros + other.sram_macros,
+            register_file_bits=self.register_file_bits + other.register_file_bits,
+            register_files=self.register_files + other.register_files,
+            register_file_um2=self.register_file_um2 + other.register_file_um2,
+            register_file_transistors=(self.register_file_transistors
+                                       + other.register_file_transistors),
+            cell_counts=counts)
 
     def __mul__(self, times):
         return BlockArea(
@@ -92,6 +126,10 @@ class BlockArea:
             logic_um2=self.logic_um2 * times,
             logic_transistors=self.logic_transistors * times,
             sram_bits=self.sram_bits * times, sram_macros=self.sram_macros * times,
+            register_file_bits=self.register_file_bits * times,
+            register_files=self.register_files * times,
+            register_file_um2=self.register_file_um2 * times,
+            register_file_transistors=self.register_file_transistors * times,
             cell_counts={name: count * times for name, count in self.cell_counts.items()})
 
     def to_dict(self, nand2_um2):
@@ -101,5 +139,8 @@ class BlockArea:
             "area_um2": round(self.area_um2, 1), "logic_um2": round(self.logic_um2, 1),
             "flip_flops": self.flip_flops, "sram_bits": self.sram_bits,
             "sram_macros": self.sram_macros, "sram_um2": round(self.sram_um2, 1),
+            "register_file_bits": self.register_file_bits,
+            "register_files": self.register_files,
+            "register_file_um2": round(self.register_file_um2, 1),
             "cell_counts": dict(sorted(self.cell_counts.items())),
         }

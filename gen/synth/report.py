@@ -37,11 +37,11 @@ def report_markdown(report, command):
         f"psum {config['acc_width']} bits).",
         "",
         "Totals include the blocks inside: the array counts its PEs, the top level its "
-        "array and controller. Area is logic cells plus SRAM macros.",
+        "array and controller. Area is logic cells plus SRAM macros plus register files.",
         "",
         "| block | cells | flip-flops | transistors | logic NAND2 eq | SRAM bits "
-        "| NAND2 eq | area (um^2) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| register file bits | NAND2 eq | area (um^2) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     nand2 = model["nand2_um2"]
     for name, block in report["blocks"].items():
@@ -49,6 +49,7 @@ def report_markdown(report, command):
             f"| {_titles()[name]} | {_number(block['cells'])} | "
             f"{_number(block['flip_flops'])} | {_number(block['transistors'])} | "
             f"{_number(block['logic_um2'] / nand2)} | {_number(block['sram_bits'])} | "
+            f"{_number(block['register_file_bits'])} | "
             f"{_number(block['nand2_eq'])} | {_number(block['area_um2'])} |")
     lines += [
         "",
@@ -66,20 +67,22 @@ def report_markdown(report, command):
             ("accelerator", "top", "top_dense", "sparse_over_dense_accelerator_area")):
         lines.append(f"| {label} | {_number(report['blocks'][sparse]['area_um2'])} | "
                      f"{_number(report['blocks'][dense]['area_um2'])} | {report[key]:.3f} |")
-    lines += ["", "## Memories kept as SRAM macros", "",
-              "| block | memory | copies | words | width | bits |",
-              "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "## Memories kept as macros", "",
+              "| block | memory | kind | ports (read/write) | copies | words | width | bits |",
+              "|---|---|---|---:|---:|---:|---:|---:|"]
     for block, memories in report["memories"].items():
         if block.endswith("_dense"):
             continue    # the same memories as the sparse-aware block
         # One line for the memories of each PE's copy of a block (queue_0, queue_1, ...).
         groups = {}
         for memory in memories:
-            key = (re.sub(r"_\d+", "_N", memory["name"]), memory["words"], memory["width"])
+            key = (re.sub(r"_\d+", "_N", memory["name"]), memory["kind"],
+                   f"{memory['read_ports']}/{memory['write_ports']}", memory["words"],
+                   memory["width"])
             groups[key] = groups.get(key, 0) + 1
-        for (name, words, width), copies in sorted(groups.items()):
-            lines.append(f"| {block} | {name} | {copies} | {words} | {width} | "
-                         f"{_number(copies * words * width)} |")
+        for (name, kind, ports, words, width), copies in sorted(groups.items()):
+            lines.append(f"| {block} | {name} | {kind} | {ports} | {copies} | {words} | "
+                         f"{width} | {_number(copies * words * width)} |")
     if report["fpga"] is not None:
         lines += ["", f"## FPGA view: {report['fpga']['device']}", "",
                   "Each block synthesized on its own like the ASIC view, the PEs counted "
@@ -106,6 +109,11 @@ def report_markdown(report, command):
         f"- SRAM: memories with a write port and at least {model['sram_min_words']} words are "
         f"macros of {model['sram_um2_per_bit']} um^2 a bit, periphery included (OpenRAM's "
         "0.826 Mb/mm^2 in FreePDK45); smaller memories and ROMs are built from cells.",
+        "- Register files: such memories read in the cycle they are addressed, or with more "
+        "than one read or write port, are multi-port macros: a bit is the SRAM bit times "
+        f"(1 + {model['register_file_port_area']} x (ports - 1)) and has "
+        f"{model['register_file_port_transistors']} transistors more per further port "
+        "(OpenRAM's 10T 1rw+1r bit cell is 2.42 times its 6T cell).",
         "",
     ]
     return "\n".join(lines)

@@ -10,8 +10,9 @@ from hw.config import AccelConfig
 
 from ..blocks import VERILOG_BLOCKS
 
-from .cells import (CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_MIN_WORDS,
-                    SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, TECHNOLOGY, cell_areas)
+from .cells import (CELL_TRANSISTORS, LIBERTY, NAND2_CELL, REGISTER_FILE_PORT_AREA,
+                    REGISTER_FILE_PORT_TRANSISTORS, SRAM_MIN_WORDS, SRAM_TRANSISTORS_PER_BIT,
+                    SRAM_UM2_PER_BIT, TECHNOLOGY, cell_areas)
 from .yosys import DENSE, block_spec, synthesize_block, synthesize_fpga_block
 
 __all__ = ["BLOCK_NAMES", "FPGA_BLOCK_NAMES", "synthesize", "hierarchy_totals"]
@@ -128,8 +129,10 @@ def _report(config, results, fpga, seconds):
     totals = hierarchy_totals(own, {name: results[name]["boxes"] for name in BLOCK_NAMES}, config)
     blocks = {name: {**total.to_dict(nand2_um2), "own": own[name].to_dict(nand2_um2)}
               for name, total in totals.items()}
-    memories = {name: [{"name": memory, "words": words, "width": width}
-                       for memory, words, width in results[name]["memories"]]
+    memories = {name: [{"name": memory.name, "kind": memory.kind, "words": memory.words,
+                        "width": memory.width, "read_ports": memory.read_ports,
+                        "write_ports": memory.write_ports}
+                       for memory in results[name]["memories"]]
                 for name in BLOCK_NAMES if results[name]["memories"]}
 
     def ratio(sparse, dense):
@@ -142,10 +145,13 @@ def _report(config, results, fpga, seconds):
             "cell_transistors": CELL_TRANSISTORS, "sram_um2_per_bit": round(SRAM_UM2_PER_BIT, 4),
             "sram_transistors_per_bit": SRAM_TRANSISTORS_PER_BIT,
             "sram_min_words": SRAM_MIN_WORDS,
+            "register_file_port_area": round(REGISTER_FILE_PORT_AREA, 4),
+            "register_file_port_transistors": REGISTER_FILE_PORT_TRANSISTORS,
         },
         "blocks": blocks,
         "memories": memories,
         "sram_bits": totals["top"].sram_bits,
+        "register_file_bits": totals["top"].register_file_bits,
         "sparse_over_dense_pe_area": ratio("pe", "pe_dense"),
         "sparse_over_dense_array_area": ratio("array", "array_dense"),
         "sparse_over_dense_accelerator_area": ratio("top", "top_dense"),

@@ -14,10 +14,13 @@ from pathlib import Path
 from amaranth.back import rtlil
 
 from ..blocks import BLOCKS, build
-from .cells import CELL_TRANSISTORS, LIBERTY, SRAM_MIN_WORDS, BlockArea, cell_areas
+from typing import NamedTuple
+
+from .cells import (CELL_TRANSISTORS, LIBERTY, SRAM_MIN_WORDS, BlockArea, cell_areas,
+                    register_file_transistors_per_bit, register_file_um2_per_bit)
 
 __all__ = ["synthesize_block", "synthesize_fpga_block", "Resources", "FPGA_RESOURCES",
-           "block_spec", "DENSE"]
+           "block_spec", "DENSE", "KeptMemory"]
 
 _YOSYS_TIMEOUT = 3600
 
@@ -42,7 +45,7 @@ def _asic_script(top, liberty):
     kept = f"t:$mem_v2 r:WR_PORTS>0 %i r:SIZE>={SRAM_MIN_WORDS} %i"
     return [
         f"synth -top {top} -flatten -run begin:fine",
-        # The memories that stay SRAM macros, before the rest become gates.
+        # The memories that stay macros (SRAM or register files), before the rest become gates.
         f"tee -q -o /synth/memories.il dump {kept}",
         f"memory_map t:$mem_v2 {kept} %d",
         "opt -full",
@@ -88,20 +91,49 @@ def _run_yosys(script, work_dir, log_name):
                            + "\n".join(tail) + done.stderr[-2000:])
 
 
+class KeptMemory(NamedTuple):
+    """A memory that synthesis keeps as a macro: its size and its ports."""
+
+    name: str
+    words: int
+    width: int
+    read_ports: int = 1
+    write_ports: int = 1
+    asynchronous_read: bool = False
+
+    @property
+    def bits(self):
+        return self.words * self.width
+
+    @property
+    def kind(self):
+        """``"sram"`` (synchronous reads, one read and one write port at most) or
+        ``"register file"`` (read in the cycle it is addressed, or more ports)."""
+        if self.asynchronous_read or self.read_ports > 1 or self.write_ports > 1:
+            return "register file"
+        return "sram"
+
+
 def _memories(dump_text):
-    """(name, words, width) of each memory cell in a Yosys ``dump``."""
+    """The :class:`KeptMemory` of each memory cell in a Yosys ``dump``."""
     found = []
     for block in re.split(r"\n\s*cell ", dump_text)[1:]:
         if not block.startswith("$mem_v2"):
             continue
         params = dict(re.findall(r"parameter \\(\w+) (\S+)", block))
         name = params["MEMID"].strip('"').lstrip("\\")
-        found.append((name, int(params["SIZE"]), int(params["WIDTH"])))
+        read_ports = int(params.get("RD_PORTS", "1"))
+        # One bit per read port, 1 when it is clocked (binary, or a decimal number).
+        clocked = params.get("RD_CLK_ENABLE", "1")
+        clocked = clocked.split("'")[-1] if "'" in clocked else format(int(clocked), "b")
+        asynchronous = read_ports > 0 and clocked.zfill(read_ports).count("1") < read_ports
+        found.append(KeptMemory(name, int(params["SIZE"]), int(params["WIDTH"]), read_ports,
+                                int(params.get("WR_PORTS", "1")), asynchronous))
     return found
 
 
 def _area_from_cells(cells, memories, areas):
-    """Own :class:`BlockArea` of a block from its cell counts by type and its SRAM macros."""
+    """Own :class:`BlockArea` of a block from its cell counts by type and its kept memories."""
     boxes = _boxes(cells)
     counts = {}
     for cell, count in cells.items():
@@ -112,13 +144,20 @@ def _area_from_cells(cells, memories, areas):
     unknown = sorted(set(counts) - set(CELL_TRANSISTORS))
     if unknown:
         raise ValueError(f"no transistor count for cell(s) {', '.join(unknown)}")
+    srams = [memory for memory in memories if memory.kind == "sram"]
+    files = [memory for memory in memories if memory.kind != "sram"]
     return BlockArea(
         cells=sum(counts.values()),
         flip_flops=sum(count for cell, count in counts.items() if cell.startswith("DFF")),
         logic_um2=sum(areas[cell] * count for cell, count in counts.items()),
         logic_transistors=sum(CELL_TRANSISTORS[cell] * count for cell, count in counts.items()),
-        sram_bits=sum(words * width for _, words, width in memories),
-        sram_macros=len(memories), cell_counts=counts)
+        sram_bits=sum(memory.bits for memory in srams), sram_macros=len(srams),
+        register_file_bits=sum(memory.bits for memory in files), register_files=len(files),
+        register_file_um2=sum(memory.bits * register_file_um2_per_bit(
+            memory.read_ports + memory.write_ports) for memory in files),
+        register_file_transistors=sum(memory.bits * register_file_transistors_per_bit(
+            memory.read_ports + memory.write_ports) for memory in files),
+        cell_counts=counts)
 
 
 def _boxes(cells):
