@@ -9,6 +9,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from hw.config import AccelConfig
+from hw.top import check_buildable
 
 from .blocks import VERILOG_BLOCKS, build
 
@@ -46,6 +47,8 @@ def emit(config, out_dir, blocks=None):
     if unknown:
         raise ValueError(f"unknown block(s) {', '.join(unknown)}; known: "
                          f"{', '.join(VERILOG_BLOCKS)}")
+    if "accelerator" in blocks:
+        check_buildable(config)     # before minutes spent on the other blocks
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

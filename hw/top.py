@@ -17,7 +17,7 @@ Register map (32-bit words at byte address ``4 * index``): :data:`REGISTERS`;
 bits of ``STATUS`` and ``ERROR``: :data:`STATUS_BITS`, :data:`ERROR_BITS`.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Shape, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out, connect
 
@@ -28,12 +28,41 @@ from .controller import Controller
 from .layouts import buffer_layouts
 
 __all__ = ["Accelerator", "RUN_END", "REGISTERS", "STATUS_BITS", "ERROR_BITS", "DESTINATIONS",
-           "COUNTERS", "AXIL_ADDRESS_WIDTH"]
+           "COUNTERS", "AXIL_ADDRESS_WIDTH", "MAX_VALUE_BITS", "check_buildable"]
 
 AXIL_ADDRESS_WIDTH = 8
 # Cycles the compute state lasts after the last output of a run is drained:
 # the controller's end of run is registered before the readout starts.
 RUN_END = 1
+
+#: The widest value Amaranth's netlist builder takes: a buffer entry is read as one
+#: value, and a wider one fails deep inside Amaranth after minutes of elaboration.
+MAX_VALUE_BITS = 65536
+
+# What sets each buffer's entry width, for the error message.
+_ENTRY_FIELDS = {
+    "program": "the command layout (pes, max_row, index widths)",
+    "operand": "elements_per_beat x (data_width + index bits)",
+    "stationary": "pes x max_row x data_width",
+    "mask": "pes x max_row",
+}
+
+
+def check_buildable(config):
+    """Raise ValueError, naming the config fields, when the top level of ``config`` cannot
+    be built: a buffer entry wider than :data:`MAX_VALUE_BITS`. (The models take any
+    valid config; only the RTL has this limit.)"""
+    for name, (shape, _) in buffer_layouts(config).items():
+        width = Shape.cast(shape).width
+        if width > MAX_VALUE_BITS:
+            detail = _ENTRY_FIELDS[name]
+            if name == "stationary":
+                detail += f" = {config.pes} x {config.max_row} x {config.data_width}"
+            raise ValueError(
+                f"config {config.name!r} cannot be built as RTL: a {name} buffer entry is "
+                f"{width} bits ({detail}), more than the {MAX_VALUE_BITS} bits Amaranth "
+                f"builds in one value; lower pe_rows x pe_cols, max_row or data_width")
+
 
 # ``tdest`` of an ``s_axis`` packet -> the buffer it fills.
 DESTINATIONS = {"program": 0, "operand": 1, "stationary": 2, "mask": 3}
@@ -94,6 +123,7 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, config):
+        check_buildable(config)
         self._config = config
         super().__init__({
             "s_axil": In(AXI4LiteSignature(address_width=AXIL_ADDRESS_WIDTH)),

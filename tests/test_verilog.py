@@ -10,6 +10,7 @@ from gen.compiler.tasks import make_output_row
 from gen.compiler.tiling import check_fits
 from gen.verilog import emit, lint
 from hw.config import PRESETS
+from hw.top import MAX_VALUE_BITS, Accelerator, check_buildable
 
 SMALL = PRESETS["small"]
 
@@ -22,6 +23,31 @@ def test_emit_and_lint(tmp_path):
         assert port in text
     assert json.loads((tmp_path / "sparse_pe.json").read_text())["name"] == "small"
     lint([path])
+
+
+def test_a_config_too_wide_for_amaranth_is_refused_before_anything_is_built(tmp_path,
+                                                                           capsys):
+    """The paper preset's stationary buffer entry (168 x 64 x 16 bits) is past the widest
+    value Amaranth builds: refused up front, naming the fields, not after minutes."""
+    paper = PRESETS["paper"]
+    message = r"stationary buffer entry is 172032 bits \(pes x max_row x data_width = " \
+              r"168 x 64 x 16\)"
+    with pytest.raises(ValueError, match=message):
+        emit(paper, tmp_path, blocks=["sparse_pe", "accelerator"])
+    assert not (tmp_path / "sparse_pe.v").exists()
+    with pytest.raises(ValueError, match=message):
+        Accelerator(paper)
+    # Just at the limit it builds (the check is not off by one).
+    at_limit = SMALL.replace(pe_rows=16, pe_cols=16, max_row=16, data_width=16)
+    assert at_limit.pes * at_limit.max_row * at_limit.data_width == MAX_VALUE_BITS
+    check_buildable(at_limit)
+    with pytest.raises(ValueError, match="172032 bits"):
+        check_buildable(paper)
+    with pytest.raises(SystemExit) as exit_:
+        gen_main(["verilog", "--config", "paper", "--block", "accelerator",
+                  "--out", str(tmp_path)])
+    assert exit_.value.code == 1
+    assert "error: config 'paper' cannot be built as RTL" in capsys.readouterr().err
 
 
 def test_controller_emits_and_lints(tmp_path):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from hw.config import AccelConfig
+from hw.top import check_buildable
 
 from ..blocks import VERILOG_BLOCKS
 
@@ -89,6 +90,7 @@ def synthesize(config, out_dir, *, jobs=2, fpga=False, progress=print):
         raise ValueError(f"jobs must be at least 1, not {jobs!r}")
     if not isinstance(fpga, bool):
         raise TypeError(f"fpga must be a bool, not {fpga!r}")
+    check_buildable(config)     # the top level is synthesized too
     out_dir = Path(out_dir)
     work = out_dir / "work"
     names = list(BLOCK_NAMES) + ([f"fpga_{name}" for name in FPGA_BLOCK_NAMES] if fpga else [])
