@@ -304,24 +304,31 @@ class SparsePE(wiring.Component):
 
         # -- accumulate --------------------------------------------------------
         # All banks in one register file (entry bank*max_row + output index): a
-        # memory with an asynchronous read and a write port per lane, and one of
-        # each for the drain, so that it synthesizes as a memory, not as a
+        # memory with an asynchronous read and a write port per lane, and a read
+        # port for the drain, so that it synthesizes as a memory, not as a
         # flip-flop array with per-entry logic. An entry read is the value
         # written up to the last clock edge, as a register's would be. Lanes
         # write distinct entries (the slots of one element target distinct
-        # outputs), and the drain reads and clears only a full bank, which no
-        # lane writes.
-        psum = Memory(shape=signed(config.acc_width), depth=banks * config.max_row, init=[])
+        # outputs). A memory keeps its contents through a reset, so a flip-flop
+        # per entry, reset to 0, says whether it holds a sum of the current
+        # row: an entry without one reads as 0, a write sets it, and the drain
+        # clears it as the entry leaves (it drains only a full bank, which no
+        # lane writes), leaving the bank clean for its next row.
+        entries = banks * config.max_row
+        psum = Memory(shape=signed(config.acc_width), depth=entries, init=[])
         m.submodules.psum = psum
+        holds = Signal(entries)
         for lane in range(lanes):
             address = mac_bank * config.max_row + mac_target[lane]
             read = psum.read_port(domain="comb")
             write = psum.write_port()
             total = Signal(signed(config.acc_width + 1), name=f"sum_{lane}")
             m.d.comb += [read.addr.eq(address), write.addr.eq(address),
-                         total.eq(read.data + mac_product[lane])]
+                         total.eq(Mux(holds.bit_select(address, 1), read.data, 0)
+                                  + mac_product[lane])]
             with m.If(mac_valid[lane]):
                 m.d.comb += write.en.eq(1)
+                m.d.sync += holds.bit_select(address, 1).eq(1)
                 with m.If(total > config.acc_max):
                     m.d.comb += write.data.eq(config.acc_max)
                     m.d.sync += self.saturated.eq(1)
@@ -339,23 +346,22 @@ class SparsePE(wiring.Component):
         drain_bank = Signal.like(issue_bank)   # rows finish in bank order; drain in that order
         drain_index = Signal(unsigned(config.index_width))
         drain_read = psum.read_port(domain="comb")
-        drain_clear = psum.write_port()
+        drain_address = Signal(range(entries))
         drain_last = Signal()
         m.d.comb += [
-            drain_read.addr.eq(drain_bank * config.max_row + drain_index),
-            drain_clear.addr.eq(drain_read.addr),
-            drain_clear.data.eq(0),
+            drain_address.eq(drain_bank * config.max_row + drain_index),
+            drain_read.addr.eq(drain_address),
             drain_last.eq(drain_index == bank_len[drain_bank] - 1),
             self.result.valid.eq(draining),
-            self.result.payload.value.eq(drain_read.data),
+            self.result.payload.value.eq(
+                Mux(holds.bit_select(drain_address, 1), drain_read.data, 0)),
             self.result.payload.last.eq(drain_last),
         ]
         with m.If(~draining & bank_full.bit_select(drain_bank, 1)):
             m.d.sync += [draining.eq(1), drain_index.eq(0)]
         with m.If(self.result.valid & self.result.ready):
-            # Zero the entry as it leaves: the bank is clean for its next row.
-            m.d.comb += drain_clear.en.eq(1)
-            m.d.sync += drain_index.eq(drain_index + 1)
+            m.d.sync += [holds.bit_select(drain_address, 1).eq(0),
+                         drain_index.eq(drain_index + 1)]
             with m.If(drain_last):
                 m.d.sync += [draining.eq(0), drain_bank.eq(next_bank(drain_bank)),
                              bank_full.bit_select(drain_bank, 1).eq(0)]
