@@ -61,6 +61,9 @@ BLOCKS = (
     Block("accelerator", "hw.top:Accelerator", "top", "accelerator (top level)",
           children=(("pe_array", lambda config: ["accelerator.array"]),
                     ("controller", lambda config: ["accelerator.controller"]))),
+    # The area baseline: what a dense accelerator's PE would be (no array of its own;
+    # the report builds its accelerator from the others' figures).
+    Block("dense_pe", "hw.dense_pe:DensePE", "dense_pe", "PE (purpose-built dense)"),
 )
 
 #: Verilog module name -> :class:`Block`, in emission order.

@@ -17,7 +17,7 @@ bubbles (docs/ARCHITECTURE.md):
    bits of the current element's issue bitmap and start one MAC each. The
    next element is taken in the cycle the bitmap empties.
 4. **Accumulate and drain.** Products add into one of ``psum_banks``
-   partial-sum banks (a register file of ``max_row`` entries each), exactly,
+   partial-sum banks (:class:`~hw.psum.PsumBanks`, ``max_row`` entries each), exactly,
    saturating at ``acc_width`` with a sticky flag. When an output row is
    complete its bank is drained through ``result`` while the next rows
    accumulate into the other banks, so the drain is paid once per output
@@ -29,12 +29,12 @@ Cycle cost with streams at full rate: one cycle per ``lanes`` issued MACs of
 an element, plus the overhead documented in :func:`overhead_bound`.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layouts import Phase, element_layout, result_layout, task_layout, window_layout
+from .psum import PsumBanks
 from .queue import ElementQueue
 from .window import WindowDecoder
 
@@ -228,14 +228,13 @@ class SparsePE(wiring.Component):
         remaining = Signal(slots)         # issue bits not yet picked
         banks = config.psum_banks
         issue_bank = Signal(range(banks))  # the psum bank this row accumulates into
-        bank_full = Signal(banks)          # bank holds a finished row not yet drained
-        bank_len = Array(Signal(unsigned(config.index_width), name=f"bank_len_{b}")
-                         for b in range(banks))
+        m.submodules.banks = psum = PsumBanks(config)
+        wiring.connect(m, psum.result, wiring.flipped(self.result))
 
         def next_bank(bank):
             return Mux(bank == banks - 1, 0, bank + 1)
 
-        blocked = bank_full.bit_select(issue_bank, 1)
+        blocked = psum.full.bit_select(issue_bank, 1)
         working = Signal()
         m.d.comb += working.eq(current_valid & ~blocked)
 
@@ -269,17 +268,8 @@ class SparsePE(wiring.Component):
         with m.If(finishing & current.row_last):
             m.d.sync += issue_bank.eq(next_bank(issue_bank))
 
-        # MAC pipeline register: one product per lane, accumulated next cycle.
-        product_width = 2 * config.data_width
-        mac_valid = [Signal(name=f"mac_valid_{l}") for l in range(lanes)]
-        mac_target = [Signal(unsigned(config.index_width), name=f"mac_target_{l}")
-                      for l in range(lanes)]
-        mac_product = [Signal(signed(product_width), name=f"mac_product_{l}")
-                       for l in range(lanes)]
-        mac_bank = Signal.like(issue_bank)
-        row_end = Signal()
-        row_end_bank = Signal.like(issue_bank)
-        row_end_len = Signal(unsigned(config.index_width))
+        # MAC pipeline register: one product per lane, accumulated next cycle in
+        # the psum banks.
         issued_now = Signal(range(lanes + 1))
         effectual_now = Signal(range(lanes + 1))
         m.d.comb += [
@@ -290,86 +280,23 @@ class SparsePE(wiring.Component):
         for lane in range(lanes):
             slot = pick_slot[lane]
             m.d.sync += [
-                mac_valid[lane].eq(working & pick_valid[lane]
-                                   & current.write.bit_select(slot, 1)),
-                mac_target[lane].eq(current.target[slot]),
-                mac_product[lane].eq(current.value * current.operand[slot]),
+                psum.mac_valid[lane].eq(working & pick_valid[lane]
+                                        & current.write.bit_select(slot, 1)),
+                psum.mac_target[lane].eq(current.target[slot]),
+                psum.mac_product[lane].eq(current.value * current.operand[slot]),
             ]
         m.d.sync += [
-            mac_bank.eq(issue_bank),
-            row_end.eq(finishing & current.row_last),
-            row_end_bank.eq(issue_bank),
-            row_end_len.eq(current.out_len),
+            psum.mac_bank.eq(issue_bank),
+            psum.row_end.eq(finishing & current.row_last),
+            psum.row_end_bank.eq(issue_bank),
+            psum.row_end_len.eq(current.out_len),
         ]
-
-        # -- accumulate --------------------------------------------------------
-        # All banks in one register file (entry bank*max_row + output index): a
-        # memory with an asynchronous read and a write port per lane, and a read
-        # port for the drain, so that it synthesizes as a memory, not as a
-        # flip-flop array with per-entry logic. An entry read is the value
-        # written up to the last clock edge, as a register's would be. Lanes
-        # write distinct entries (the slots of one element target distinct
-        # outputs). A memory keeps its contents through a reset, so a flip-flop
-        # per entry, reset to 0, says whether it holds a sum of the current
-        # row: an entry without one reads as 0, a write sets it, and the drain
-        # clears it as the entry leaves (it drains only a full bank, which no
-        # lane writes), leaving the bank clean for its next row.
-        entries = banks * config.max_row
-        psum = Memory(shape=signed(config.acc_width), depth=entries, init=[])
-        m.submodules.psum = psum
-        holds = Signal(entries)
-        for lane in range(lanes):
-            address = mac_bank * config.max_row + mac_target[lane]
-            read = psum.read_port(domain="comb")
-            write = psum.write_port()
-            total = Signal(signed(config.acc_width + 1), name=f"sum_{lane}")
-            m.d.comb += [read.addr.eq(address), write.addr.eq(address),
-                         total.eq(Mux(holds.bit_select(address, 1), read.data, 0)
-                                  + mac_product[lane])]
-            with m.If(mac_valid[lane]):
-                m.d.comb += write.en.eq(1)
-                m.d.sync += holds.bit_select(address, 1).eq(1)
-                with m.If(total > config.acc_max):
-                    m.d.comb += write.data.eq(config.acc_max)
-                    m.d.sync += self.saturated.eq(1)
-                with m.Elif(total < config.acc_min):
-                    m.d.comb += write.data.eq(config.acc_min)
-                    m.d.sync += self.saturated.eq(1)
-                with m.Else():
-                    m.d.comb += write.data.eq(total)
-        with m.If(row_end):
-            m.d.sync += [bank_full.bit_select(row_end_bank, 1).eq(1),
-                         bank_len[row_end_bank].eq(row_end_len)]
-
-        # -- drain -------------------------------------------------------------
-        draining = Signal()
-        drain_bank = Signal.like(issue_bank)   # rows finish in bank order; drain in that order
-        drain_index = Signal(unsigned(config.index_width))
-        drain_read = psum.read_port(domain="comb")
-        drain_address = Signal(range(entries))
-        drain_last = Signal()
-        m.d.comb += [
-            drain_address.eq(drain_bank * config.max_row + drain_index),
-            drain_read.addr.eq(drain_address),
-            drain_last.eq(drain_index == bank_len[drain_bank] - 1),
-            self.result.valid.eq(draining),
-            self.result.payload.value.eq(
-                Mux(holds.bit_select(drain_address, 1), drain_read.data, 0)),
-            self.result.payload.last.eq(drain_last),
-        ]
-        with m.If(~draining & bank_full.bit_select(drain_bank, 1)):
-            m.d.sync += [draining.eq(1), drain_index.eq(0)]
-        with m.If(self.result.valid & self.result.ready):
-            m.d.sync += [holds.bit_select(drain_address, 1).eq(0),
-                         drain_index.eq(drain_index + 1)]
-            with m.If(drain_last):
-                m.d.sync += [draining.eq(0), drain_bank.eq(next_bank(drain_bank)),
-                             bank_full.bit_select(drain_bank, 1).eq(0)]
+        with m.If(psum.saturating):
+            m.d.sync += self.saturated.eq(1)
 
         # -- status and counters ----------------------------------------------
         m.d.comb += self.idle.eq(~task_valid & ~queue.pop.valid & ~current_valid
-                                 & ~Cat(*mac_valid).any() & ~row_end
-                                 & (bank_full == 0) & ~draining)
+                                 & ~psum.mac_valid.any() & ~psum.row_end & ~psum.busy)
         m.d.comb += self.issuing.eq(working & pick_valid[0])
         with m.If(self.issuing):
             m.d.sync += self.busy_cycles.eq(self.busy_cycles + 1)

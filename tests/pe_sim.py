@@ -1,10 +1,13 @@
-"""Drive a SparsePE in amaranth.sim: tasks, elements and results with idle/backpressure."""
+"""Drive a SparsePE (or the dense baseline's DensePE) in amaranth.sim: tasks, elements and
+results with idle/backpressure."""
 
 import itertools
 
 from amaranth.sim import Simulator
 
 from gen.compiler.tasks import Packer
+from hw.dense_pe import DensePE, dense_element_layout
+from hw.layouts import element_layout
 from hw.pe import SparsePE
 
 from streams import ProtocolMonitor
@@ -26,8 +29,24 @@ async def offer(ctx, port, items, pattern):
         ctx.set(port.valid, 0)
 
 
+def dense_beats(config, beats):
+    """The beats of a dense-mode row (``element_layout``) as :class:`hw.dense_pe.DensePE`
+    takes them: values only. The indices must count up from 0 in every primitive."""
+    per_beat, expected, converted = config.elements_per_beat, 0, []
+    for bits in beats:
+        beat = element_layout(config).from_bits(bits)
+        count = int(beat.count)
+        indices = [int(beat.index[i]) for i in range(count)]
+        assert indices == list(range(expected, expected + count)), (indices, expected)
+        expected = 0 if beat.last else expected + count
+        converted.append(dense_element_layout(config).const({
+            "value": [int(beat.value[i]) for i in range(per_beat)], "count": count,
+            "last": int(beat.last)}).as_bits())
+    return converted
+
+
 def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_pattern=None,
-           max_cycles=200_000, monitor=None):
+           max_cycles=200_000, monitor=None, pe=SparsePE):
     """Run output rows through a fresh PE; returns (outputs per row, counters, cycles).
 
     ``cycles`` counts from the first task offered to the last result accepted.
@@ -36,11 +55,13 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
     :class:`streams.ProtocolMonitor` watching every stream and queue of the PE
     (a violation fails the run).
     """
-    dut = SparsePE(config)
+    dut = pe(config)
     watch = ProtocolMonitor(dut) if monitor is not None else None
     packer = Packer(config)
     tasks = [task for row in rows for task in row.tasks]
     beats = [bits for task in tasks for bits in packer.beats(task)]
+    if pe is DensePE:
+        beats = dense_beats(config, beats)
     expected_outputs = sum(row.out_len for row in rows)
     outputs, state = [], {}
 
@@ -70,7 +91,7 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
         await ctx.tick()
         state.update({name: ctx.get(getattr(dut, name)) for name in
                       ("busy_cycles", "stall_cycles", "issued_macs", "effectual_macs",
-                       "saturated", "idle")})
+                       "saturated", "idle") if hasattr(dut, name)})
 
     sim = Simulator(watch.fragment if watch else dut)
     sim.add_clock(1e-8)

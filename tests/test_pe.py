@@ -123,8 +123,8 @@ def test_pe_random_rows(phase, pattern):
     # Every stream and the element queue kept the handshake rules (checked every
     # cycle), and carried everything.
     (monitor,) = watched
-    assert set(monitor.watched) == {"top.task", "top.operand", "top.result", "top.queue",
-                                    "top.queue.pop"}
+    assert set(monitor.watched) == {"top.task", "top.operand", "top.result", "top.banks.result",
+                                    "top.queue", "top.queue.pop"}
     assert monitor.transfers("top.task") == sum(len(row.tasks) for row in rows)
     assert monitor.transfers("top.result") == sum(row.out_len for row in rows)
     assert monitor.transfers("top.queue") > 0 and monitor.transfers("top.operand") > 0

@@ -9,6 +9,7 @@ from gen.synth import (BLOCK_NAMES, CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_
                        SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, cell_areas, synthesize,
                        write_report)
 from gen.synth.cells import register_file_transistors_per_bit
+from gen.synth.run import PURPOSE_DENSE_NAMES
 from gen.synth.yosys import _memories, synthesize_block
 from hw.buffer import OutputBuffer
 from hw.config import PRESETS
@@ -95,7 +96,8 @@ def test_small_preset_report(tmp_path):
     write_report(report, tmp_path, "pytest")
     for check in (_check_report_files_hold_every_block, _check_figures_follow_from_the_cell_counts,
                   _check_hierarchy_totals, _check_sram_bits_are_the_buffers_the_hardware_declares,
-                  _check_skipping_logic_costs_area, _check_fpga_view):
+                  _check_skipping_logic_costs_area, _check_purpose_built_dense_baseline,
+                  _check_fpga_view):
         check(report, tmp_path)
 
 
@@ -116,6 +118,8 @@ def _check_figures_follow_from_the_cell_counts(report, out):
     """Transistors and gate equivalents are the cell counts times the tables."""
     areas = cell_areas()
     for name, block in report["blocks"].items():
+        if name in PURPOSE_DENSE_NAMES:
+            continue        # sums of the others (_check_purpose_built_dense_baseline)
         counts = block["cell_counts"]
         assert sum(counts.values()) == block["cells"], name
         assert counts.get("DFF_X1", 0) == block["flip_flops"], name
@@ -185,6 +189,28 @@ def _check_skipping_logic_costs_area(report, out):
     assert report["sparse_over_dense_pe_area"] > 1
     assert blocks["array"]["own"]["cells"] > blocks["array_dense"]["own"]["cells"]
     assert report["sparse_over_dense_array_area"] > 1
+
+
+def _check_purpose_built_dense_baseline(report, out):
+    """The accelerator around the purpose-built dense PE is the same blocks with
+    ``pes`` dense PEs in the dense-only array; the sparse-aware design is larger."""
+    blocks = report["blocks"]
+    for key in ("cells", "flip_flops", "sram_bits", "register_file_bits"):
+        array = blocks["array_dense"]["own"][key] + SMALL.pes * blocks["dense_pe"][key]
+        assert blocks["array_purpose_dense"][key] == array, key
+        assert blocks["top_purpose_dense"][key] == (
+            blocks["top"]["own"][key] + blocks["controller"][key] + array), key
+    # The dense PE has its partial sums but not the element queue: fewer flip-flops.
+    assert blocks["dense_pe"]["register_file_bits"] == blocks["pe"]["register_file_bits"]
+    assert blocks["dense_pe"]["flip_flops"] < blocks["pe"]["flip_flops"]
+    for key, sparse, dense in (("pe_area", "pe", "dense_pe"),
+                               ("array_area", "array", "array_purpose_dense"),
+                               ("accelerator_area", "top", "top_purpose_dense")):
+        ratio = report["sparse_over_purpose_dense_" + key]
+        assert ratio == pytest.approx(
+            blocks[sparse]["area_um2"] / blocks[dense]["area_um2"], abs=1e-3)
+        assert ratio > report["sparse_over_dense_" + key] > 1
+    assert "purpose-built dense" in (out / "report.md").read_text()
 
 
 def _check_fpga_view(report, out):

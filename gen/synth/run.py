@@ -16,10 +16,16 @@ from .cells import (CELL_TRANSISTORS, LIBERTY, NAND2_CELL, REGISTER_FILE_PORT_AR
                     SRAM_UM2_PER_BIT, TECHNOLOGY, cell_areas)
 from .yosys import DENSE, block_spec, synthesize_block, synthesize_fpga_block
 
-__all__ = ["BLOCK_NAMES", "FPGA_BLOCK_NAMES", "synthesize", "hierarchy_totals"]
+__all__ = ["BLOCK_NAMES", "FPGA_BLOCK_NAMES", "PURPOSE_DENSE_NAMES", "synthesize",
+           "hierarchy_totals", "purpose_dense_totals"]
 
-#: Synthesis keys, in report order: each block, and the PE and the array dense-only.
-BLOCK_NAMES = ("pe", "pe_dense", "array", "array_dense", "controller", "top")
+#: Synthesis keys, in report order: each block, the PE and the array dense-only, and
+#: the purpose-built dense PE.
+BLOCK_NAMES = ("pe", "pe_dense", "array", "array_dense", "controller", "top", "dense_pe")
+
+#: Blocks of an accelerator built around the purpose-built dense PE, added up from
+#: the others (:func:`purpose_dense_totals`).
+PURPOSE_DENSE_NAMES = ("array_purpose_dense", "top_purpose_dense")
 
 #: Blocks of the FPGA view (the sparse-aware build only).
 FPGA_BLOCK_NAMES = ("pe", "array", "controller", "top")
@@ -57,6 +63,15 @@ def hierarchy_totals(own, boxes, config):
             figures = figures + totals[child] * len(modules)
         totals[name] = figures
     return totals
+
+
+def purpose_dense_totals(totals, own, config):
+    """The array and the accelerator built around the purpose-built dense PE: the same
+    buffers, controller and array around ``pes`` dense PEs (the dense-only array's own
+    logic: queues, routing, counters)."""
+    array = own["array_dense"] + totals["dense_pe"] * config.pes
+    return {"array_purpose_dense": array,
+            "top_purpose_dense": own["top"] + totals["controller"] + array}
 
 
 def _job(name, config, work_dir):
@@ -131,6 +146,9 @@ def _report(config, results, fpga, seconds):
     totals = hierarchy_totals(own, {name: results[name]["boxes"] for name in BLOCK_NAMES}, config)
     blocks = {name: {**total.to_dict(nand2_um2), "own": own[name].to_dict(nand2_um2)}
               for name, total in totals.items()}
+    purpose = purpose_dense_totals(totals, own, config)
+    totals.update(purpose)
+    blocks.update({name: total.to_dict(nand2_um2) for name, total in purpose.items()})
     memories = {name: [{"name": memory.name, "kind": memory.kind, "words": memory.words,
                         "width": memory.width, "read_ports": memory.read_ports,
                         "write_ports": memory.write_ports}
@@ -157,6 +175,9 @@ def _report(config, results, fpga, seconds):
         "sparse_over_dense_pe_area": ratio("pe", "pe_dense"),
         "sparse_over_dense_array_area": ratio("array", "array_dense"),
         "sparse_over_dense_accelerator_area": ratio("top", "top_dense"),
+        "sparse_over_purpose_dense_pe_area": ratio("pe", "dense_pe"),
+        "sparse_over_purpose_dense_array_area": ratio("array", "array_purpose_dense"),
+        "sparse_over_purpose_dense_accelerator_area": ratio("top", "top_purpose_dense"),
         "fpga": _fpga_report(config, results) if fpga else None,
         "seconds": {"total": round(seconds, 1),
                     **{name: {key: round(value, 1) for key, value in result["seconds"].items()}
