@@ -21,7 +21,7 @@ from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import Phase, result_layout, task_layout, window_layout
+from .layouts import output_length, result_layout, task_layout, window_layout
 from .psum import PsumBanks
 from .window import WindowDecoder
 
@@ -97,13 +97,7 @@ class DensePE(wiring.Component):
         task = Signal(task_layout(config))
         beat = self.operand.payload
         out_len = Signal(unsigned(config.index_width))
-        with m.Switch(task.phase):
-            with m.Case(Phase.FF):
-                m.d.comb += out_len.eq(task.out_width)
-            with m.Case(Phase.BP):
-                m.d.comb += out_len.eq(task.in_width)
-            with m.Default():    # WG: the row ends with its last kernel row
-                m.d.comb += out_len.eq(task.offset + task.kernel)
+        m.d.comb += out_len.eq(output_length(task))
         position = Signal(range(per_beat))                 # element of the beat
         index = Signal(unsigned(config.index_width))       # element of the row
         m.d.comb += [decoder.task.eq(task), decoder.index.eq(index),

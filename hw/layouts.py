@@ -8,14 +8,14 @@ host's packers can key on the layout object.
 
 import functools
 
-from amaranth import signed, unsigned
+from amaranth import Mux, signed, unsigned
 from amaranth.lib import data, enum
 
 from .config import PHASE_CODES
 
 __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
            "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
-           "mask_layout", "buffer_layouts"]
+           "mask_layout", "buffer_layouts", "output_length"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -51,6 +51,13 @@ def task_layout(config):
         "mask": unsigned(config.max_row),
         "stationary": data.ArrayLayout(signed(config.data_width), config.max_row),
     })
+
+
+def output_length(task):
+    """The length of the output row a task (a ``task_layout`` value) adds into: F (FF),
+    W (BP), or, in WG, the kernel rows up to this one's (the row ends with its last)."""
+    return Mux(task.phase == Phase.FF, task.out_width,
+               Mux(task.phase == Phase.BP, task.in_width, task.offset + task.kernel))
 
 
 @functools.lru_cache(maxsize=None)

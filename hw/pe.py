@@ -33,7 +33,7 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import Phase, element_layout, result_layout, task_layout, window_layout
+from .layouts import element_layout, output_length, result_layout, task_layout, window_layout
 from .psum import PsumBanks
 from .queue import ElementQueue
 from .window import WindowDecoder
@@ -172,13 +172,7 @@ class SparsePE(wiring.Component):
         task = Signal(task_layout(config))
         beat = self.operand.payload
         out_len = Signal(unsigned(config.index_width))
-        with m.Switch(task.phase):
-            with m.Case(Phase.FF):
-                m.d.comb += out_len.eq(task.out_width)
-            with m.Case(Phase.BP):
-                m.d.comb += out_len.eq(task.in_width)
-            with m.Default():    # WG: the row ends with its last kernel row
-                m.d.comb += out_len.eq(task.offset + task.kernel)
+        m.d.comb += out_len.eq(output_length(task))
 
         # One decoder per element of a beat; an element is pushed when its
         # window holds a MAC or it closes the output row, else dropped here.

@@ -12,7 +12,7 @@ from hw.dense_pe import DensePE
 from pruning import golden
 
 from pe_sim import run_pe
-from test_pe import PATTERNS, check_rows, random_row
+from test_pe import PATTERNS, check_rows, random_row, random_rows_and_patterns
 
 SMALL = PRESETS["small"]
 
@@ -20,19 +20,9 @@ SMALL = PRESETS["small"]
 @pytest.mark.parametrize("pattern", list(PATTERNS))
 @pytest.mark.parametrize("phase", golden.PHASES)
 def test_dense_pe_computes_the_golden_rows(phase, pattern):
-    seed = {"ff": 1, "bp": 2, "wg": 3}[phase] * 10 + list(PATTERNS).index(pattern)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for kernel, stride, pad in [(3, 1, 1), (5, 2, 2), (1, 4, 0), (11, 1, 5), (7, 3, 3)]:
-        width = int(rng.integers(kernel, SMALL.max_row + 1))
-        rows.append(random_row(rng, phase, kernel, stride, pad, width, density=0.4,
-                               primitives=int(rng.integers(1, 4)), dense=True))
-    task_p, element_p, result_p = PATTERNS[pattern]
-    cyc = lambda p: itertools.cycle(p) if p else None
+    seed, rows, patterns = random_rows_and_patterns(phase, pattern, dense=True)
     watched = []
-    outputs, state = run_pe(SMALL, rows, pe=DensePE, task_pattern=cyc(task_p),
-                            element_pattern=cyc(element_p), result_pattern=cyc(result_p),
-                            monitor=watched)
+    outputs, state = run_pe(SMALL, rows, pe=DensePE, monitor=watched, **patterns)
     check_rows(rows, outputs, seed)
     # Every valid MAC, zeros included; one slot step per MAC with one lane.
     assert state["issued_macs"] == sum(r.dense_macs for r in rows)

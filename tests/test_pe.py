@@ -101,22 +101,28 @@ PATTERNS = {
 }
 
 
-@pytest.mark.parametrize("pattern", list(PATTERNS))
-@pytest.mark.parametrize("phase", golden.PHASES)
-def test_pe_random_rows(phase, pattern):
+def random_rows_and_patterns(phase, pattern, *, dense=False):
+    """``(seed, rows, patterns)``: five random rows of ``phase`` (kernels 1 to 11, strides
+    1 to 4) and ``run_pe``'s keyword arguments for stream pattern ``pattern``."""
     seed = {"ff": 1, "bp": 2, "wg": 3}[phase] * 10 + list(PATTERNS).index(pattern)
     rng = np.random.default_rng(seed)
     rows = []
     for kernel, stride, pad in [(3, 1, 1), (5, 2, 2), (1, 4, 0), (11, 1, 5), (7, 3, 3)]:
         width = int(rng.integers(kernel, SMALL.max_row + 1))
         rows.append(random_row(rng, phase, kernel, stride, pad, width, density=0.4,
-                               primitives=int(rng.integers(1, 4))))
-    task_p, element_p, result_p = PATTERNS[pattern]
+                               primitives=int(rng.integers(1, 4)), dense=dense))
     cyc = lambda p: itertools.cycle(p) if p else None
+    task_p, element_p, result_p = PATTERNS[pattern]
+    return seed, rows, dict(task_pattern=cyc(task_p), element_pattern=cyc(element_p),
+                            result_pattern=cyc(result_p))
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+@pytest.mark.parametrize("phase", golden.PHASES)
+def test_pe_random_rows(phase, pattern):
+    seed, rows, patterns = random_rows_and_patterns(phase, pattern)
     watched = []
-    outputs, state = run_pe(SMALL, rows, task_pattern=cyc(task_p),
-                            element_pattern=cyc(element_p), result_pattern=cyc(result_p),
-                            monitor=watched)
+    outputs, state = run_pe(SMALL, rows, monitor=watched, **patterns)
     check_rows(rows, outputs, seed)
     assert state["issued_macs"] == state["effectual_macs"] == sum(r.effectual_macs for r in rows)
     assert state["idle"] == 1 and state["saturated"] == 0
