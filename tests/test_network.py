@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from amaranth import Shape
 from torch import nn
 
 from gen.compiler.layer import check_layer
@@ -11,7 +12,9 @@ from gen.compiler.schedule import schedule_layer
 from gen.model.energy import EnergyTable, count_events, energy_pj
 from gen.model.estimate import estimate_layer
 from gen.model.network import estimate_network, phase_maps, random_operands, summarize
+from hw.buffer import entry_beats
 from hw.config import PRESETS
+from hw.layouts import buffer_layouts
 
 SMALL = PRESETS["small"]
 
@@ -42,9 +45,14 @@ def test_network_phases_match_the_layer_model():
                 (2, layer.in_channels, *layer.input_hw), np.uint8)
         for mode in ("dense", "sparse"):
             # A layer's operands (the path of the RTL) and the network's maps agree.
-            stats = estimate_layer(SMALL, entry["phase"], **ops, stride=layer.stride,
-                                   pad=layer.pad, dense=mode == "dense")
+            stats, runs = estimate_layer(SMALL, entry["phase"], **ops, stride=layer.stride,
+                                         pad=layer.pad, dense=mode == "dense", return_runs=True)
             assert entry[mode]["cycles"] == stats["cycles"], (entry["layer"], entry["phase"])
+            # The stationary bits are the entries the programs load, at their stored width.
+            shape, _ = buffer_layouts(SMALL)["stationary"]
+            entries = sum(len(run.loads["stationary"]) for run in runs) // entry_beats(
+                shape, SMALL.stream_width)
+            assert entry[mode]["stationary_bits"] == entries * Shape.cast(shape).width > 0
             assert entry[mode]["issued_macs"] == stats["issued_macs"]
             assert entry[mode]["runs"] == stats["runs"]
         assert (entry["dense_macs"], entry["effectual_macs"]) == \
@@ -60,6 +68,8 @@ def test_network_phases_match_the_layer_model():
     assert summary["step_without_first_wg"]["dense"]["cycles"] == \
         step["dense"]["cycles"] - results[1]["dense"]["cycles"]
     assert step["energy_efficiency"] > 1
+    assert step["sparse"]["stationary_bits"] == sum(e["sparse"]["stationary_bits"]
+                                                    for e in results)
 
 
 def test_random_operands_and_maps_refuse_bad_input():

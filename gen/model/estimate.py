@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import sys
 
+from amaranth import Shape
+
 from hw.buffer import entry_beats
 from hw.layouts import buffer_layouts
 
@@ -20,13 +22,19 @@ from ..compiler.program import pack_program
 from ..compiler.schedule import schedule_layer
 from .cycles import predict
 
-__all__ = ["estimate_layer", "load_beats"]
+__all__ = ["estimate_layer", "load_beats", "loaded_bits"]
 
 
 def load_beats(config, entries):
     """AXI4-Stream beats that load a run's ``entries`` (per buffer) into the top level."""
     return sum(entries[name] * entry_beats(shape, config.stream_width)
                for name, (shape, _) in buffer_layouts(config).items())
+
+
+def loaded_bits(config, entries, name):
+    """Bits a run's ``entries`` write into buffer ``name`` (whole entries, as stored)."""
+    shape, _ = buffer_layouts(config)[name]
+    return entries[name] * Shape.cast(shape).width
 
 
 def estimate_layer(config, phase, *, x=None, w=None, dy=None, mask=None, stride=1, pad=0,

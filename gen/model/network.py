@@ -26,7 +26,7 @@ from ..compiler.layer import LayerMaps, nonzero_map
 from ..compiler.schedule import schedule_layer
 from .cycles import simulate
 from .energy import EnergyTable, add_events, count_events, energy_pj
-from .estimate import load_beats
+from .estimate import load_beats, loaded_bits
 
 __all__ = ["phase_maps", "mode_result", "estimate_network", "random_operands", "summarize",
            "MODES"]
@@ -63,7 +63,7 @@ def mode_result(config, maps, dense, table=None):
     schedule = schedule_layer(config, maps, dense=dense)
     traces, effectual = schedule.traces(), schedule.effectual_macs
     result = dict(cycles=0, busy_cycles=0, issued_macs=0, runs=len(traces), bundles=0,
-                  load_beats=0, output_beats=0)
+                  load_beats=0, output_beats=0, stationary_bits=0)
     events = {}
     for trace in traces:
         predicted = simulate(config, trace)
@@ -73,6 +73,7 @@ def mode_result(config, maps, dense, table=None):
         result["bundles"] += trace.bundles
         result["load_beats"] += load_beats(config, trace.entries)
         result["output_beats"] += trace.entries["outputs"] * config.pes
+        result["stationary_bits"] += loaded_bits(config, trace.entries, "stationary")
         add_events(events, count_events(config, trace))
     result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
     result["energy_pj"] = energy_pj(config, events, table or EnergyTable())
@@ -88,7 +89,8 @@ def estimate_network(config, layers, operands, *, progress=False, table=None):
     ``effectual_macs``, ``densities`` of the operands the phase streams, and
     per mode (``dense``, ``sparse``) ``cycles``, ``busy_cycles``,
     ``issued_macs``, ``runs``, ``bundles``, ``load_beats``, ``output_beats``,
-    ``total_cycles`` and ``energy_pj`` (per event kind and ``total``).
+    ``stationary_bits`` (written into the stationary buffer), ``total_cycles`` and
+    ``energy_pj`` (per event kind and ``total``).
     """
     if not config.skipping:
         raise ValueError(f"config {config.name} is dense-only (skipping=False): it has no "
@@ -159,7 +161,8 @@ def summarize(results):
                "effectual_macs": sum(e["effectual_macs"] for e in entries)}
         for mode in MODES:
             row[mode] = {key: sum(e[mode][key] for e in entries)
-                         for key in ("cycles", "total_cycles", "load_beats", "output_beats")}
+                         for key in ("cycles", "total_cycles", "load_beats", "output_beats",
+                                     "stationary_bits")}
             row[mode]["energy_pj"] = sum(e[mode]["energy_pj"]["total"] for e in entries)
             row[mode]["on_chip_energy_pj"] = row[mode]["energy_pj"] - sum(
                 e[mode]["energy_pj"]["dram"] for e in entries)

@@ -84,6 +84,10 @@ def _x(value):
     return "n/a" if value is None else f"{value:.2f}x"
 
 
+def _megabytes(bits):
+    return f"{bits:,} bits ({bits / 8e6:,.1f} MB)"
+
+
 def _markdown(report, command):
     config = report["config"]
     lines = [f"# Sparse vs dense training on the {config['name']} preset",
@@ -117,6 +121,13 @@ def _markdown(report, command):
               "efficiency. *Step without first WG* leaves out the WG phase of the first "
               "layer (3 input channels, stride above 1: it uses 3 of the PEs and cannot be "
               "transposed, so its dense baseline dominates the step).", ""]
+    lines += ["Stationary rows loaded per training step (whole stationary-buffer entries, "
+              "one `max_row` row per PE, as stored):", ""]
+    for name, entry in report["models"].items():
+        step = entry["summary"]["step"]
+        lines.append(f"- {name}: dense {_megabytes(step['dense']['stationary_bits'])}, "
+                     f"sparse {_megabytes(step['sparse']['stationary_bits'])}")
+    lines.append("")
     for name, entry in report["models"].items():
         lines += [f"## {name} per layer", "",
                   "| layer | phase | x density | dy density | mask density | dense cycles | "
