@@ -17,12 +17,12 @@ The geometry (:class:`hw.window.WindowDecoder`) and the partial-sum banks
 the same row convolution and the same storage.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import output_length, result_layout, task_layout, window_layout
-from .psum import PsumBanks
+from .psum import PsumBanks, next_bank
 from .window import WindowDecoder
 
 __all__ = ["DensePE", "dense_element_layout"]
@@ -168,7 +168,7 @@ class DensePE(wiring.Component):
             banks.row_end_len.eq(current.out_len),
         ]
         with m.If(finishing & current.row_last):
-            m.d.sync += row_bank.eq(Mux(row_bank == config.psum_banks - 1, 0, row_bank + 1))
+            m.d.sync += row_bank.eq(next_bank(row_bank, config.psum_banks))
 
         # -- status and counters ------------------------------------------------
         with m.If(banks.saturating):

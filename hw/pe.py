@@ -29,12 +29,12 @@ Cycle cost with streams at full rate: one cycle per ``lanes`` issued MACs of
 an element, plus the overhead documented in :func:`overhead_bound`.
 """
 
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import element_layout, output_length, result_layout, task_layout, window_layout
-from .psum import PsumBanks
+from .psum import PsumBanks, next_bank
 from .queue import ElementQueue
 from .window import WindowDecoder
 
@@ -225,9 +225,6 @@ class SparsePE(wiring.Component):
         m.submodules.banks = psum = PsumBanks(config)
         wiring.connect(m, psum.result, wiring.flipped(self.result))
 
-        def next_bank(bank):
-            return Mux(bank == banks - 1, 0, bank + 1)
-
         blocked = psum.full.bit_select(issue_bank, 1)
         working = Signal()
         m.d.comb += working.eq(current_valid & ~blocked)
@@ -260,7 +257,7 @@ class SparsePE(wiring.Component):
         with m.Elif(working):
             m.d.sync += remaining.eq(rest)
         with m.If(finishing & current.row_last):
-            m.d.sync += issue_bank.eq(next_bank(issue_bank))
+            m.d.sync += issue_bank.eq(next_bank(issue_bank, banks))
 
         # MAC pipeline register: one product per lane, accumulated next cycle in
         # the psum banks.

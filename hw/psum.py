@@ -12,7 +12,13 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import result_layout
 
-__all__ = ["PsumBanks"]
+__all__ = ["PsumBanks", "next_bank"]
+
+
+def next_bank(bank, banks):
+    """The bank after ``bank`` of ``banks``: rows take the banks in turn, and drain in
+    the same order."""
+    return Mux(bank == banks - 1, 0, bank + 1)
 
 
 class PsumBanks(wiring.Component):
@@ -135,6 +141,6 @@ class PsumBanks(wiring.Component):
                          drain_index.eq(drain_index + 1)]
             with m.If(drain_last):
                 m.d.sync += [draining.eq(0),
-                             drain_bank.eq(Mux(drain_bank == banks - 1, 0, drain_bank + 1)),
+                             drain_bank.eq(next_bank(drain_bank, banks)),
                              self.full.bit_select(drain_bank, 1).eq(0)]
         return m

@@ -23,13 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.trace import Trace
+from ..model.trace import TIMING, Trace
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
-
-# Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
-TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
-          "pop_lag": -1, "head_lag": -1, "last_mac": 0, "trailing_issue": 0, "mac_elements": 0}
 
 
 @dataclass(frozen=True)

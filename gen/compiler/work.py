@@ -51,8 +51,8 @@ class PrimitiveWork:
     (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
 
     __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
-                 "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue", "mac_elements", "issued", "effectual",
-                 "stationary")
+                 "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue", "mac_elements",
+                 "issued", "effectual", "stationary")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):
@@ -161,8 +161,8 @@ def queue_timing(cycles, per_beat, depth):
     Returns ``(lead_beats, accept_span, tail_lag, pop_lag, head_lag, last_mac,
     trailing_issue)``.
     ``lead_beats``: the beats before the first one with an element that has a
-    MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from accepting the first beat to accepting the
-    last when the PE starts idle. A beat can be accepted only once the issue
+    MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from
+    accepting the first beat to accepting the last when the PE starts idle. A beat can be accepted only once the issue
     stage has taken all but ``depth - per_beat`` of the elements before it,
     and the beats after it follow one per cycle: ``tail_lag`` is the latest
     of these bounds on the last beat that waits for one of this primitive's
@@ -173,7 +173,7 @@ def queue_timing(cycles, per_beat, depth):
     ``head_lag`` the latest that waits for the previous
     primitive's last element, in cycles from that element's issue (-1:
     none). ``last_mac``: the issue cycles of the last element with a MAC.
-    ``trailing_issue``: see :class:`Trace`.
+    ``trailing_issue``: see :class:`gen.model.trace.Trace`.
     """
     count = len(cycles)
     beats = (count + per_beat - 1) // per_beat

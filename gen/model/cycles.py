@@ -78,8 +78,8 @@ def simulate(config, trace):
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
                              trace.last_mac, trace.trailing_issue, trace.mac_elements,
-                             config.array_queue_depth,
-                             config.psum_banks, OPERAND_RANGES, issue_lead(config))
+                             config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
+                             issue_lead(config))
     return RunCycles(int(cycles), int(busy))
 
 
@@ -104,9 +104,8 @@ def predict(config, traces, *, progress=False):
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements, queue_depth, banks,
-              ranges,
-              lead_elements):
+              span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
+              queue_depth, banks, ranges, lead_elements):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
@@ -189,8 +188,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             tasks[p] += 1
             finish = -1
             if works[b, p]:
-                # Beats before the first with a MAC are dropped as they arrive: only
-                # the queue's room for the others waits for the issue stage.
+                # Beats before the first with a MAC push nothing, so they may start up
+                # to lead_beats cycles before the room the others need (an estimate:
+                # in the RTL they need room too, but counting that made the model
+                # worse on random WG layers, whose errors it offsets).
                 # Cycles by which the accept stage may run ahead of the issue stage.
                 ahead = lead_elements * element_cycles[p]
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Trace"]
+__all__ = ["Trace", "TIMING"]
+
+# Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
+TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
+          "pop_lag": -1, "head_lag": -1, "last_mac": 0, "trailing_issue": 0,
+          "mac_elements": 0}
 
 
 @dataclass
@@ -79,14 +84,13 @@ class Trace:
 
     @classmethod
     def empty(cls, bundles, pes):
-        return cls(np.zeros(bundles, np.int32), np.zeros(bundles, np.bool_),
-                   np.zeros(bundles, np.int32), np.zeros((bundles, pes), np.bool_),
-                   np.zeros((bundles, pes), np.bool_), np.zeros((bundles, pes), np.int32),
-                   np.zeros((bundles, pes), np.int32), np.zeros((bundles, pes), np.int32),
-                   np.zeros((bundles, pes), np.int32), np.full((bundles, pes), -1, np.int32),
-                   np.full((bundles, pes), -1, np.int32), np.full((bundles, pes), -1, np.int32), np.zeros((bundles, pes), np.int32),
-                   np.zeros((bundles, pes), np.int32), np.zeros((bundles, pes), np.int32),
-                   np.zeros(bundles, np.int32))
+        return cls(beats=np.zeros(bundles, np.int32), row_last=np.zeros(bundles, np.bool_),
+                   out_len=np.zeros(bundles, np.int32),
+                   takes=np.zeros((bundles, pes), np.bool_),
+                   works=np.zeros((bundles, pes), np.bool_),
+                   **{name: np.full((bundles, pes), none, np.int32)
+                      for name, none in TIMING.items()},
+                   elements=np.zeros(bundles, np.int32))
 
     @property
     def bundles(self):

@@ -10,12 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from amaranth.back import rtlil
 
 from ..blocks import BLOCKS, build
-from typing import NamedTuple
-
 from .cells import (CELL_TRANSISTORS, LIBERTY, SRAM_MIN_WORDS, BlockArea, cell_areas,
                     register_file_transistors_per_bit, register_file_um2_per_bit)
 
