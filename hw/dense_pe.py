@@ -21,8 +21,9 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import output_length, result_layout, task_layout, window_layout
+from .layouts import output_length, result_layout, slot_indices, task_layout, window_layout
 from .psum import PsumBanks, next_bank
+from .rows import RowStore, row_entries
 from .window import WindowDecoder
 
 __all__ = ["DensePE", "dense_element_layout"]
@@ -90,6 +91,9 @@ class DensePE(wiring.Component):
         m = Module()
         m.submodules.decoder = decoder = WindowDecoder(config)
         m.submodules.banks = banks = PsumBanks(config)
+        # The issued element's row and the accepted task's (no queue between them).
+        m.submodules.row_store = rows = RowStore(config, entries=row_entries(0, per_beat),
+                                                 reads=lanes)
         wiring.connect(m, banks.result, wiring.flipped(self.result))
 
         # -- accept: one element of the held beat at a time ---------------------
@@ -100,7 +104,8 @@ class DensePE(wiring.Component):
         m.d.comb += out_len.eq(output_length(task))
         position = Signal(range(per_beat))                 # element of the beat
         index = Signal(unsigned(config.index_width))       # element of the row
-        m.d.comb += [decoder.task.eq(task), decoder.index.eq(index),
+        m.d.comb += [decoder.task.eq(task), decoder.nonzero.eq(rows.nonzero),
+                     decoder.index.eq(index),
                      decoder.value.eq(beat.value[position])]
         last_of_beat = Signal()
         m.d.comb += last_of_beat.eq(position == beat.count - 1)
@@ -128,7 +133,8 @@ class DensePE(wiring.Component):
         empty_end = Signal()     # an empty task that ends a row: its end marker
         m.d.comb += empty_end.eq(task_valid & task.empty & take)
         with m.If(element_ready):
-            m.d.sync += [current.eq(decoder.window), current.row_last.eq(ends_row),
+            m.d.sync += [current.eq(decoder.window), current.row.eq(rows.entry),
+                         current.row_last.eq(ends_row),
                          current.out_len.eq(out_len), current_valid.eq(1), slot.eq(0),
                          position.eq(Mux(last_of_beat, 0, position + 1)),
                          index.eq(Mux(last_of_beat & beat.last, 0, index + 1))]
@@ -141,7 +147,11 @@ class DensePE(wiring.Component):
             m.d.sync += slot.eq(slot + lanes)
         m.d.comb += self.operand.ready.eq(element_ready & last_of_beat)
         task_done = (element_ready & last_of_beat & beat.last) | empty_end
-        m.d.comb += self.task.ready.eq(~task_valid | task_done)
+        m.d.comb += [self.task.ready.eq(~task_valid | task_done),
+                     rows.take.eq(self.task.valid & self.task.ready),
+                     rows.row.eq(self.task.payload.stationary),
+                     rows.empty.eq(self.task.payload.empty),
+                     rows.queued.eq(element_ready)]
         with m.If(self.task.valid & self.task.ready):
             m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
         with m.Elif(task_done):
@@ -155,10 +165,13 @@ class DensePE(wiring.Component):
             valid = Signal(name=f"slot_valid_{lane}")
             m.d.comb += valid.eq(stepping & (at < slots) & current.issue.bit_select(at, 1))
             lane_valid.append(valid)
+            operand_index, target = slot_indices(current, at)
+            m.d.comb += [rows.read_entry[lane].eq(current.row),
+                         rows.read_index[lane].eq(Mux(valid, operand_index, 0))]
             m.d.sync += [
                 banks.mac_valid[lane].eq(valid & current.write.bit_select(at, 1)),
-                banks.mac_target[lane].eq(current.target[at]),
-                banks.mac_product[lane].eq(current.value * current.operand[at]),
+                banks.mac_target[lane].eq(target),
+                banks.mac_product[lane].eq(current.value * rows.read_data[lane]),
             ]
         m.d.comb += issued_now.eq(sum(lane_valid))
         m.d.sync += [

@@ -12,9 +12,10 @@ from amaranth import Mux, signed, unsigned
 from amaranth.lib import data, enum
 
 from .config import PHASE_CODES
+from .rows import row_entries
 
 __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
-           "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
+           "slot_indices", "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
            "mask_layout", "buffer_layouts", "output_length"]
 
 
@@ -87,24 +88,41 @@ def result_layout(config):
 
 @functools.lru_cache(maxsize=None)
 def window_layout(config):
-    """A streamed element with its decoded window of ``max_kernel`` slots.
+    """A streamed element with its decoded window of ``max_kernel`` slots: an entry of
+    the PE's element queue.
 
-    Slot ``j`` pairs the element with stationary operand ``operand[j]`` into
-    output ``target[j]``. ``issue`` marks the slots that cost a MAC cycle,
-    ``write`` those whose product may reach the output (not masked), and
-    ``effectual`` those with two nonzero operands and an unmasked output.
+    ``issue`` marks the slots that cost a MAC cycle, ``write`` those whose
+    product may reach the output (not masked), and ``effectual`` those with two
+    nonzero operands and an unmasked output. Slot ``j`` multiplies the element
+    with operand ``operand_base + j * operand_step`` of stationary row ``row``
+    (an entry of the PE's :class:`~hw.rows.RowStore`) into output ``target_base
+    - j`` (``target_down``, FF) or ``target_base + j``, modulo ``2 **
+    index_width``.
     """
     slots = config.max_kernel
+    index = unsigned(config.index_width)
     return data.StructLayout({
         "value": signed(config.data_width),
         "issue": unsigned(slots),
         "write": unsigned(slots),
         "effectual": unsigned(slots),
-        "operand": data.ArrayLayout(signed(config.data_width), slots),
-        "target": data.ArrayLayout(unsigned(config.index_width), slots),
+        "operand_base": index,
+        "operand_step": unsigned(config.stride_width),
+        "target_base": index,
+        "target_down": unsigned(1),
+        "row": unsigned(max(1, (row_entries(config.queue_depth, config.elements_per_beat) - 1).bit_length())),
         "row_last": unsigned(1),
-        "out_len": unsigned(config.index_width),
+        "out_len": index,
     })
+
+
+def slot_indices(window, slot):
+    """``(stationary index, output index)`` of slot ``slot`` (a value) of a decoded
+    ``window``, as :func:`window_layout` defines them."""
+    operand = (window.operand_base + slot * window.operand_step)[:len(window.operand_base)]
+    target = Mux(window.target_down, window.target_base - slot,
+                 window.target_base + slot)[:len(window.target_base)]
+    return operand, target
 
 
 @functools.lru_cache(maxsize=None)

@@ -5,17 +5,21 @@ bubbles (docs/ARCHITECTURE.md):
 
 1. **Accept.** A task (one row primitive: geometry, stationary row, BP mask)
    is held while its streamed elements arrive as (value, index) pairs,
-   ``elements_per_beat`` per beat. Each element's window is decoded
-   (:class:`~hw.window.WindowDecoder`); an element without any MAC to issue
-   is dropped on the spot, so it costs no issue cycle. The next task is taken
-   in the cycle the current one ends.
+   ``elements_per_beat`` per beat; its stationary row goes into the row store
+   (:class:`~hw.rows.RowStore`), which keeps it while elements of the task are
+   in flight. Each element's window is decoded
+   (:class:`~hw.window.WindowDecoder`: slot bitmaps and index lines, no
+   operands); an element without any MAC to issue is dropped on the spot, so
+   it costs no issue cycle. The next task is taken in the cycle the current
+   one ends.
 2. **Queue.** Decoded elements wait in a ``queue_depth``-entry queue that
    takes a whole beat per cycle (:class:`~hw.queue.ElementQueue`); it lets
    the accept stage run ahead (and drop empty elements) while the issue stage
    is busy with an element that has several MACs.
 3. **Issue.** Each cycle, ``lanes`` leading-one pickers take the lowest set
-   bits of the current element's issue bitmap and start one MAC each. The
-   next element is taken in the cycle the bitmap empties.
+   bits of the current element's issue bitmap and start one MAC each, each
+   lane reading its stationary operand from the element's row in the row
+   store. The next element is taken in the cycle the bitmap empties.
 4. **Accumulate and drain.** Products add into one of ``psum_banks``
    partial-sum banks (:class:`~hw.psum.PsumBanks`, ``max_row`` entries each), exactly,
    saturating at ``acc_width`` with a sticky flag. When an output row is
@@ -29,13 +33,15 @@ Cycle cost with streams at full rate: one cycle per ``lanes`` issued MACs of
 an element, plus the overhead documented in :func:`overhead_bound`.
 """
 
-from amaranth import Module, Signal, unsigned
+from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import element_layout, output_length, result_layout, task_layout, window_layout
+from .layouts import (element_layout, output_length, result_layout, slot_indices, task_layout,
+                      window_layout)
 from .psum import PsumBanks, next_bank
 from .queue import ElementQueue
+from .rows import RowStore, row_entries
 from .window import WindowDecoder
 
 __all__ = ["SparsePE", "LATENCY", "TASK_LATENCY", "STARTUP_CYCLES", "DRAIN_LATENCY",
@@ -169,8 +175,10 @@ class SparsePE(wiring.Component):
                                                   width=per_beat)
 
         task_valid = Signal()
-        task = Signal(task_layout(config))
+        task = Signal(task_layout(config))   # its stationary row is kept in the row store
         beat = self.operand.payload
+        m.submodules.row_store = rows = RowStore(
+            config, entries=row_entries(config.queue_depth, per_beat), reads=lanes)
         out_len = Signal(unsigned(config.index_width))
         m.d.comb += out_len.eq(output_length(task))
 
@@ -184,10 +192,12 @@ class SparsePE(wiring.Component):
             record = Signal(layout, name=f"record_{number}")
             m.d.comb += [
                 decoder.task.eq(task),
+                decoder.nonzero.eq(rows.nonzero),
                 decoder.value.eq(beat.value[number]),
                 decoder.index.eq(beat.index[number]),
                 ends_row.eq(task.row_last & beat.last & (beat.count == number + 1)),
                 record.eq(decoder.window),
+                record.row.eq(rows.entry),
                 record.row_last.eq(ends_row),
                 record.out_len.eq(out_len),
                 wants_push[number].eq((beat.count > number)
@@ -211,6 +221,10 @@ class SparsePE(wiring.Component):
             m.d.comb += queue.push_valid.eq(wants_push)
         task_done = (beat_accepted & beat.last) | empty_task_done
         m.d.comb += self.task.ready.eq(~task_valid | task_done)
+        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready),
+                     rows.row.eq(self.task.payload.stationary),
+                     rows.empty.eq(self.task.payload.empty),
+                     rows.queued.eq(beat_accepted & (wants_push != 0))]
         with m.If(self.task.valid & self.task.ready):
             m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
         with m.Elif(task_done):
@@ -270,11 +284,14 @@ class SparsePE(wiring.Component):
         ]
         for lane in range(lanes):
             slot = pick_slot[lane]
+            operand_index, target = slot_indices(current, slot)
+            m.d.comb += [rows.read_entry[lane].eq(current.row),
+                         rows.read_index[lane].eq(Mux(pick_valid[lane], operand_index, 0))]
             m.d.sync += [
                 psum.mac_valid[lane].eq(working & pick_valid[lane]
                                         & current.write.bit_select(slot, 1)),
-                psum.mac_target[lane].eq(current.target[slot]),
-                psum.mac_product[lane].eq(current.value * current.operand[slot]),
+                psum.mac_target[lane].eq(target),
+                psum.mac_product[lane].eq(current.value * rows.read_data[lane]),
             ]
         m.d.sync += [
             psum.mac_bank.eq(issue_bank),

@@ -16,6 +16,14 @@ case), and at most ``ceil(S/U)`` of its slots are valid: stride alignment is
 part of the window, not extra work. A slot is *valid* when its tap, its
 stationary index and its output index are all inside their rows (padding is
 never work). The decoder is purely combinational.
+
+It gives the element's slots as bitmaps and each slot's stationary index and
+output index as a line, slot 0's index plus ``j`` times a step: the queue
+carries these few fields, not an operand per slot, and the issue stage
+computes the index of the one slot each lane picks and reads its operand from
+the PE's stationary rows (:class:`hw.rows.RowStore`). The skipping test only
+needs to know which stationary operands are nonzero (``nonzero``). Indices are
+kept modulo ``2 ** index_width``: the slots that issue have them in range.
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -37,19 +45,22 @@ class WindowDecoder(wiring.Component):
     Attributes
     ----------
     task : In(task_layout)
-        The primitive the element belongs to.
+        The primitive the element belongs to (its ``stationary`` row is not read).
+    nonzero : In(max_row)
+        Bit ``k`` set where operand ``k`` of the task's stationary row is nonzero.
     value, index : In
         The streamed element.
     window : Out(window_layout)
-        The element with per-slot operands, targets and ``issue``, ``write``
-        and ``effectual`` bits. ``row_last`` and ``out_len`` are left 0 for the
-        caller to fill.
+        The element with its ``issue``, ``write`` and ``effectual`` bits and the
+        lines of its stationary and output indices. ``row``, ``row_last`` and
+        ``out_len`` are left 0 for the caller to fill.
     """
 
     def __init__(self, config):
         self._config = config
         super().__init__({
             "task": In(task_layout(config)),
+            "nonzero": In(config.max_row),
             "value": In(signed(config.data_width)),
             "index": In(unsigned(config.index_width)),
             "window": Out(window_layout(config)),
@@ -81,7 +92,18 @@ class WindowDecoder(wiring.Component):
         m.d.comb += base.eq(self.index * stride - pad)
 
         value_nonzero = self.value != 0
-        m.d.comb += window.value.eq(self.value)
+        is_ff = task.phase == Phase.FF
+        m.d.comb += [
+            window.value.eq(self.value),
+            # Slot j reads stationary operand base + j * step and adds into output
+            # base + j (BP, WG) or base - j (FF).
+            window.operand_base.eq(Mux(is_ff, remainder,
+                                       Mux(task.phase == Phase.BP, 0, base))),
+            window.operand_step.eq(Mux(is_ff, stride, 1)),
+            window.target_base.eq(Mux(is_ff, quotient,
+                                      Mux(task.phase == Phase.BP, base, task.offset))),
+            window.target_down.eq(is_ff),
+        ]
         for j in range(config.max_kernel):
             tap_in_kernel = Signal(name=f"tap_in_kernel_{j}")
             valid = Signal(name=f"valid_{j}")
@@ -117,13 +139,11 @@ class WindowDecoder(wiring.Component):
             # the selects below never read past the rows (no X in simulation).
             safe_stationary = Mux(valid, stationary_index, 0)[:config.index_width]
             safe_target = Mux(valid, target, 0)[:config.index_width]
-            operand = task.stationary[safe_stationary]
+            operand_nonzero = self.nonzero.bit_select(safe_stationary, 1)
             unmasked = Signal(name=f"unmasked_{j}")
             m.d.comb += unmasked.eq((task.phase != Phase.BP) | task.mask.bit_select(safe_target, 1))
-            effectual = valid & value_nonzero & (operand != 0) & unmasked
+            effectual = valid & value_nonzero & operand_nonzero & unmasked
             m.d.comb += [
-                window.operand[j].eq(operand),
-                window.target[j].eq(safe_target),
                 window.write[j].eq(valid & unmasked),
                 window.effectual[j].eq(effectual),
                 # Dense mode issues every MAC of the dense primitive (zeros

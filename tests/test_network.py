@@ -7,7 +7,7 @@ from torch import nn
 
 from gen.compiler.layer import check_layer
 from gen.compiler.network import extract_layers
-from gen.compiler.program import pack_program
+from gen.compiler.program import bundle_tasks, pack_program
 from gen.compiler.schedule import schedule_layer
 from gen.model.energy import EnergyTable, count_events, energy_pj
 from gen.model.estimate import estimate_layer
@@ -109,6 +109,14 @@ def test_energy_events_of_a_run():
         (run,), (trace,) = pack_program(schedule), schedule.traces()
         events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
+        # A row written per task with elements a PE gets (the array's rule), an operand
+        # read per MAC.
+        (parts, _), = schedule.runs
+        written = sum(bool(task.elements) and task.present and (dense or not task.idle)
+                      for part in parts for tasks, _ in bundle_tasks(schedule, *part)
+                      for task in tasks)
+        assert written and sorted(events["rows"].values()) == sorted([written,
+                                                                      trace.issued_macs])
         assert sum(events["stationary"].values()) == run.commands * SMALL.pes
         assert sum(events["mask"].values()) == 0          # FF reads no mask
         # Everything loaded crosses the AXI4-Stream: at most its beats' bits.

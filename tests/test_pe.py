@@ -52,6 +52,13 @@ def check_rows(rows, outputs, seed):
 
 # -- window decoder -------------------------------------------------------------
 
+def set_task(ctx, decoder, packer, task):
+    """Give ``decoder`` ``task``, with the nonzero bits of its stationary row as the PE's
+    row store gives them."""
+    ctx.set(decoder.task.as_value(), packer.task(task))
+    ctx.set(decoder.nonzero, sum(1 << k for k, value in enumerate(task.stationary) if value))
+
+
 @pytest.mark.parametrize("phase", golden.PHASES)
 @pytest.mark.parametrize("kernel,stride,pad", [(1, 1, 0), (3, 1, 1), (3, 2, 1), (5, 4, 2),
                                                (11, 1, 5), (11, 3, 0), (2, 4, 1)])
@@ -74,8 +81,8 @@ def test_window_matches_golden_per_element(phase, kernel, stride, pad):
 
     async def testbench(ctx):
         for dense_mode in (0, 1):
-            bits = packer.task(task.__class__(**{**task.__dict__, "dense": bool(dense_mode)}))
-            ctx.set(dut.task.as_value(), bits)
+            set_task(ctx, dut, packer, task.__class__(**{**task.__dict__,
+                                                          "dense": bool(dense_mode)}))
             for i in range(a_len):
                 ctx.set(dut.value, int(a[i]))
                 ctx.set(dut.index, i)
@@ -162,9 +169,8 @@ def test_dense_only_pe_issues_every_valid_mac(phase):
     issued = []
 
     async def testbench(ctx):
-        ctx.set(dense_only.task.as_value(), packer.task(task))
-        ctx.set(sparse_aware.task.as_value(),
-                packer.task(task.__class__(**{**task.__dict__, "dense": True})))
+        set_task(ctx, dense_only, packer, task)
+        set_task(ctx, sparse_aware, packer, task.__class__(**{**task.__dict__, "dense": True}))
         for value, index in task.elements:
             for dut in (dense_only, sparse_aware):
                 ctx.set(dut.value, value)

@@ -10,6 +10,8 @@ event          count
 ``psum``       psum register-file accesses: read and write per issued MAC,
                read and clear per drained output
 ``elements``   element-queue push and pop per streamed element per working PE
+``rows``       the PE's row store (:class:`hw.rows.RowStore`): a row written per
+               task with elements a PE takes, an operand read per issued MAC
 ``tasks``      task-queue write and read per PE that takes a bundle
 ``beats``      beat-queue write and read per beat per working PE
 ``program``    program-buffer read per command
@@ -43,10 +45,11 @@ import math
 from dataclasses import dataclass
 
 from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
+from hw.rows import row_entries
 
 __all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj"]
 
-EVENTS = ("mac", "psum", "elements", "tasks", "beats", "program", "stationary", "mask",
+EVENTS = ("mac", "psum", "elements", "rows", "tasks", "beats", "program", "stationary", "mask",
           "operand", "outputs", "loads", "dram")
 
 # Horowitz (ISSCC 2014), 45 nm: 64-bit SRAM read energy (pJ) by capacity (bytes).
@@ -91,6 +94,7 @@ def count_events(config, trace):
     window_bits = window_layout(config).size
     task_bits = task_layout(config).size
     row_bits = config.max_row * config.data_width
+    row_store = row_entries(config.queue_depth, config.elements_per_beat) * row_bits
     commands = trace.bundles
     program = (widths["program"], widths["program"] * config.program_depth)
     # The stationary and mask buffers as one bank of rows per PE, read all at once.
@@ -107,6 +111,8 @@ def count_events(config, trace):
                  2 * trace.issued_macs + 2 * outputs},
         "elements": {(window_bits, config.queue_depth * window_bits):
                      2 * int((trace.elements * works).sum())},
+        "rows": {(row_bits, row_store): int((trace.works & (trace.beats > 0)[:, None]).sum()),
+                 (config.data_width, row_store): int(trace.issued_macs)},
         "tasks": {(task_bits, config.array_queue_depth * task_bits): 2 * int(trace.takes.sum())},
         "beats": {(element_bits, config.array_queue_depth * element_bits):
                   2 * int((trace.beats * works).sum())},
