@@ -43,6 +43,10 @@ def default_simulator():
     return simulator
 
 
+#: Verilator run-time arguments that start every memory (built with ``--x-initial
+#: unique``) with random contents, seeded: the emitted memories have no initial contents.
+RANDOM_MEMORIES = ["+verilator+rand+reset+2", "+verilator+seed+1"]
+
 # C++ optimization of the Verilated model (make variables of verilated.mk).
 _OPTIMIZATION = {"OPT_FAST": "-O2", "OPT_GLOBAL": "-O2"}
 
@@ -211,8 +215,10 @@ def _build_locked(config, block, simulator, build_dir, waves):
         if not public.exists() or public.read_text() != text:
             public.write_text(text)
         sources = [public, target]
+        # Memories have no initial contents (gen.verilog.verilog_text): start them
+        # random (RANDOM_MEMORIES), so that a read of an entry never written shows.
         build_args = ([f"-Wno-{name}" for name in LINT_WAIVERS]
-                      + ["-Wno-fatal", "-O3", "--no-public-flat-rw"]
+                      + ["-Wno-fatal", "-O3", "--no-public-flat-rw", "--x-initial", "unique"]
                       + (_fst_build_args(build_dir) if waves else []))
     # A change of flags rebuilds too.
     flags = rtl_dir / "build_flags.txt"
@@ -272,7 +278,8 @@ def _run_tests(config, test_module, block, simulator, work, env, needs=None, wav
             test_module=test_module, hdl_toplevel=block, hdl_toplevel_lang="verilog",
             build_dir=build_dir / "sim", test_dir=work, results_xml=str(xml), log_file=log,
             extra_env={**env, "PYTHONPATH": os.pathsep.join([str(ROOT)] + sys.path)},
-            timescale=("1ns", "1ps"), waves=waves is not None, test_args=trace)
+            timescale=("1ns", "1ps"), waves=waves is not None, test_args=trace,
+            plusargs=RANDOM_MEMORIES if simulator == "verilator" else [])
     except SystemExit:
         pass    # cocotb's runner exits on a failed test; the results file says which
     total, failed = get_results(xml) if xml.exists() else (0, 0)

@@ -4,11 +4,16 @@ import json
 
 import numpy as np
 import pytest
+from amaranth import Module, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 from gen.__main__ import main as gen_main
 from gen.compiler.tasks import make_output_row
 from gen.compiler.tiling import check_fits
-from gen.verilog import emit, lint
+from gen.verilog import emit, lint, verilog_text
+from hw.buffer import LoadBuffer
 from hw.config import PRESETS
 from hw.top import MAX_VALUE_BITS, Accelerator, check_buildable
 
@@ -107,3 +112,28 @@ def test_values_outside_data_width_are_refused():
     with pytest.raises(ValueError, match="streamed row has values outside the 16-bit range"):
         make_output_row(SMALL, "ff", [(np.full(8, 40000), np.ones(3, int))], stride=1, pad=1,
                         kernel=3, in_width=8)
+
+
+def test_memories_have_no_zero_initializers():
+    """verilog_text drops the zero initial contents Amaranth gives every memory (an SRAM
+    has none), and keeps real ones (a ROM's)."""
+    class Memories(wiring.Component):
+        address: In(2)
+        data: Out(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.rom = rom = Memory(shape=unsigned(8), depth=4, init=[1, 2, 0, 3])
+            m.submodules.ram = ram = Memory(shape=unsigned(8), depth=4, init=[])
+            rom_read, ram_read = rom.read_port(domain="comb"), ram.read_port(domain="comb")
+            write = ram.write_port()
+            m.d.comb += [rom_read.addr.eq(self.address), ram_read.addr.eq(self.address),
+                         write.addr.eq(self.address), write.data.eq(rom_read.data),
+                         write.en.eq(1), self.data.eq(ram_read.data)]
+            return m
+
+    text = verilog_text(Memories(), "memories")
+    assert text.count("initial begin") == 1 and "rom[3] = 8'h03;" in text
+    assert "ram[0] =" not in text
+    buffer = verilog_text(LoadBuffer(shape=unsigned(128), depth=4, stream_width=64), "buffer")
+    assert "initial" not in buffer and "memory[entry" in buffer
