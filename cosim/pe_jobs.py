@@ -34,7 +34,7 @@ def task_run(config, tasks, row_lengths, *, label, patterns=None, seed=0, issue_
     packer = Packer(config)
     return {
         "label": label,
-        "tasks": [packer.task(task) for task in tasks],
+        "tasks": packer.task_stream(tasks),
         "elements": [bits for task in tasks for bits in packer.beats(task)],
         "row_lengths": [list(row_lengths)],
         "patterns": patterns or {},

@@ -78,6 +78,15 @@ class AccelConfig:
         work in. ``False`` builds a dense-only accelerator (every valid MAC
         issued, whatever the task's mode; the counters stay), the baseline
         of what skipping costs in area. The host refuses sparse mode on it.
+    line_words : int
+        Operands of a line of the PE's stationary scratchpad (a power of two):
+        a load entry writes one line, and a row of the scratchpad starts on a
+        line.
+    scratchpad_lines : int
+        Lines of each PE's stationary scratchpad: it holds the stationary
+        rows of the PE's tasks (filter rows in FF and BP, input rows in WG)
+        across commands, so a row loaded once serves every task that uses it
+        while it stays.
     psum_banks : int
         Partial-sum banks of a PE (at least 2): one accumulates the current
         output row while the others hold finished rows for the drain.
@@ -115,6 +124,8 @@ class AccelConfig:
     elements_per_beat: int = 2
     queue_depth: int = 4
     skipping: bool = True
+    line_words: int = 8
+    scratchpad_lines: int = 32
     psum_banks: int = 3
     counter_width: int = 48
     pe_rows: int = 4
@@ -143,6 +154,10 @@ class AccelConfig:
         _check_int("queue_depth", self.queue_depth, self.elements_per_beat, 64)
         if not isinstance(self.skipping, bool):
             raise TypeError(f"skipping must be a bool, not {self.skipping!r}")
+        _check_int("line_words", self.line_words, 1, self.max_row)
+        if self.line_words & (self.line_words - 1):
+            raise ValueError(f"line_words must be a power of two, not {self.line_words!r}")
+        _check_int("scratchpad_lines", self.scratchpad_lines, self.row_lines, 1 << 16)
         _check_int("psum_banks", self.psum_banks, 2, 8)
         _check_int("counter_width", self.counter_width, 16, 64)
         _check_int("pe_rows", self.pe_rows, 1, 64)
@@ -164,6 +179,16 @@ class AccelConfig:
     def index_width(self):
         """Bits of an element index or a row length (0..max_row)."""
         return _bits_for(self.max_row)
+
+    @property
+    def row_lines(self):
+        """Scratchpad lines of the longest stationary row (``max_row`` operands)."""
+        return -(-self.max_row // self.line_words)
+
+    @property
+    def line_address_width(self):
+        """Bits of a scratchpad line address."""
+        return _bits_for(self.scratchpad_lines - 1)
 
     @property
     def kernel_width(self):
@@ -247,19 +272,22 @@ class AccelConfig:
 
 PRESETS = {
     # Fast tests: short rows, one lane, a 2x2 array.
-    "small": AccelConfig(max_row=16, queue_depth=4, pe_rows=2, pe_cols=2),
+    "small": AccelConfig(max_row=16, queue_depth=4, line_words=4, scratchpad_lines=16,
+                         pe_rows=2, pe_cols=2),
     # Two lanes per PE.
     "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
     # The small array with 8-bit operands and 18-bit sums: 9 full-scale
     # products of one sign saturate an output, so the random regression
     # (`python -m cosim random --config narrow`) reaches saturation on
     # layers small enough to simulate (with 48-bit sums it takes 2^17).
-    "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, pe_rows=2, pe_cols=2),
+    "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, line_words=4,
+                          scratchpad_lines=16, pe_rows=2, pe_cols=2),
     # The small array with every queue and the beat moved off the other presets'
     # values (3 elements per beat, a 6-deep element queue, 16-deep array queues,
     # 2 psum banks): the cycle model's latencies must follow the config.
     "queues": AccelConfig(max_row=16, elements_per_beat=3, queue_depth=6, array_queue_depth=16,
-                          psum_banks=2, pe_rows=2, pe_cols=2),
+                          line_words=2, scratchpad_lines=24, psum_banks=2, pe_rows=2,
+                          pe_cols=2),
     # 4x4 PEs, rows up to 32 (longer rows are tiled by the host).
     "default": AccelConfig(),
     # The published design's scale, 168 PEs (12 x 14), with rows up to 64

@@ -21,9 +21,10 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import output_length, result_layout, slot_indices, task_layout, window_layout
+from .layouts import (output_length, result_layout, row_entries, row_length, slot_indices,
+                      task_layout, window_layout)
 from .psum import PsumBanks, next_bank
-from .rows import RowStore, row_entries
+from .scratchpad import Scratchpad
 from .window import WindowDecoder
 
 __all__ = ["DensePE", "dense_element_layout"]
@@ -92,8 +93,8 @@ class DensePE(wiring.Component):
         m.submodules.decoder = decoder = WindowDecoder(config)
         m.submodules.banks = banks = PsumBanks(config)
         # The issued element's row and the accepted task's (no queue between them).
-        m.submodules.row_store = rows = RowStore(config, entries=row_entries(0, per_beat),
-                                                 reads=lanes)
+        m.submodules.scratchpad = rows = Scratchpad(config, slots=row_entries(0, per_beat),
+                                                    reads=lanes)
         wiring.connect(m, banks.result, wiring.flipped(self.result))
 
         # -- accept: one element of the held beat at a time ---------------------
@@ -126,32 +127,40 @@ class DensePE(wiring.Component):
         take = Signal()          # the next element (or an empty task's end) enters issue
         m.d.comb += take.eq(~current_valid | finishing)
 
+        primitive = Signal()     # the held entry is a primitive, not a line to load
+        m.d.comb += primitive.eq(task_valid & ~task.load)
         element_ready = Signal()
-        m.d.comb += element_ready.eq(task_valid & ~task.empty & self.operand.valid & take)
+        m.d.comb += element_ready.eq(primitive & ~task.empty & self.operand.valid & take)
         ends_row = Signal()
         m.d.comb += ends_row.eq(task.row_last & beat.last & last_of_beat)
         empty_end = Signal()     # an empty task that ends a row: its end marker
-        m.d.comb += empty_end.eq(task_valid & task.empty & take)
+        m.d.comb += empty_end.eq(primitive & task.empty & take)
+        load_done = Signal()     # a load takes one cycle, once the issued element allows
+        m.d.comb += [load_done.eq(task_valid & task.load & rows.load_ready),
+                     rows.load.eq(task_valid & task.load), rows.load_line.eq(task.row),
+                     rows.line.eq(task.line),
+                     rows.oldest_valid.eq(current_valid), rows.oldest.eq(current.row)]
         with m.If(element_ready):
-            m.d.sync += [current.eq(decoder.window), current.row.eq(rows.entry),
+            m.d.sync += [current.eq(decoder.window), current.row.eq(rows.slot),
                          current.row_last.eq(ends_row),
                          current.out_len.eq(out_len), current_valid.eq(1), slot.eq(0),
                          position.eq(Mux(last_of_beat, 0, position + 1)),
                          index.eq(Mux(last_of_beat & beat.last, 0, index + 1))]
         with m.Elif(empty_end & task.row_last):
             m.d.sync += [current.eq(0), current.row_last.eq(1), current.out_len.eq(out_len),
-                         current_valid.eq(1), slot.eq(0)]
+                         current.row.eq(rows.slot), current_valid.eq(1), slot.eq(0)]
         with m.Elif(finishing):
             m.d.sync += current_valid.eq(0)
         with m.Elif(stepping):
             m.d.sync += slot.eq(slot + lanes)
         m.d.comb += self.operand.ready.eq(element_ready & last_of_beat)
-        task_done = (element_ready & last_of_beat & beat.last) | empty_end
+        task_done = (element_ready & last_of_beat & beat.last) | empty_end | load_done
         m.d.comb += [self.task.ready.eq(~task_valid | task_done),
-                     rows.take.eq(self.task.valid & self.task.ready),
-                     rows.row.eq(self.task.payload.stationary),
-                     rows.empty.eq(self.task.payload.empty),
-                     rows.queued.eq(element_ready)]
+                     rows.take.eq(self.task.valid & self.task.ready & ~self.task.payload.load),
+                     rows.row.eq(self.task.payload.row),
+                     rows.row_length.eq(Mux(self.task.payload.empty, 0,
+                                            row_length(self.task.payload))),
+                     rows.queued.eq(element_ready | (empty_end & task.row_last))]
         with m.If(self.task.valid & self.task.ready):
             m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
         with m.Elif(task_done):
@@ -166,7 +175,7 @@ class DensePE(wiring.Component):
             m.d.comb += valid.eq(stepping & (at < slots) & current.issue.bit_select(at, 1))
             lane_valid.append(valid)
             operand_index, target = slot_indices(current, at)
-            m.d.comb += [rows.read_entry[lane].eq(current.row),
+            m.d.comb += [rows.read_slot[lane].eq(current.row),
                          rows.read_index[lane].eq(Mux(valid, operand_index, 0))]
             m.d.sync += [
                 banks.mac_valid[lane].eq(valid & current.write.bit_select(at, 1)),

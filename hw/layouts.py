@@ -12,10 +12,9 @@ from amaranth import Mux, signed, unsigned
 from amaranth.lib import data, enum
 
 from .config import PHASE_CODES
-from .rows import row_entries
 
-__all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
-           "slot_indices", "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
+__all__ = ["Phase", "task_layout", "line_layout", "row_length", "element_layout", "result_layout", "window_layout",
+           "slot_indices", "row_entries", "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
            "mask_layout", "buffer_layouts", "output_length"]
 
 
@@ -28,21 +27,27 @@ class Phase(enum.Enum, shape=2):
 
 @functools.lru_cache(maxsize=None)
 def task_layout(config):
-    """One row primitive: its geometry, its stationary row and the BP output mask.
+    """One entry of the PE's task stream: a row primitive, or a line of stationary
+    operands to load into the PE's scratchpad (``load`` set).
 
-    ``kernel`` (S), ``in_width`` (W) and ``out_width`` (F) describe the layer
-    row; the streamed row has length W (FF) or F (BP, WG) and the output row
-    F (FF), W (BP) or S (WG). ``stationary`` holds the filter row (FF, BP) or
-    the input row (WG) from index 0. ``mask`` bit ``h`` enables output ``h``
-    (BP only). ``row_last`` marks the last primitive into the output row: the
-    row is drained after it. ``empty`` marks a primitive without streamed
-    elements (it only carries ``row_last``).
+    A primitive: ``kernel`` (S), ``in_width`` (W) and ``out_width`` (F)
+    describe the layer row; the streamed row has length W (FF) or F (BP, WG)
+    and the output row F (FF), W (BP) or S (WG). Its stationary row (the
+    filter row in FF and BP, the input row in WG) is in the scratchpad from
+    line ``row`` on, loaded by earlier entries. ``mask`` bit ``h`` enables
+    output ``h`` (BP only). ``row_last`` marks the last primitive into the
+    output row: the row is drained after it. ``empty`` marks a primitive
+    without streamed elements (it only carries ``row_last``).
+
+    A load writes ``line`` into scratchpad line ``row``, once no element in
+    flight still reads that line.
     """
     return data.StructLayout({
         "phase": Phase,
         "dense": unsigned(1),
         "empty": unsigned(1),
         "row_last": unsigned(1),
+        "load": unsigned(1),
         "stride": unsigned(config.stride_width),
         "pad": unsigned(config.pad_width),
         "kernel": unsigned(config.kernel_width),
@@ -50,8 +55,21 @@ def task_layout(config):
         "out_width": unsigned(config.index_width),
         "offset": unsigned(config.index_width),
         "mask": unsigned(config.max_row),
-        "stationary": data.ArrayLayout(signed(config.data_width), config.max_row),
+        "row": unsigned(config.line_address_width),
+        "line": line_layout(config),
     })
+
+
+@functools.lru_cache(maxsize=None)
+def line_layout(config):
+    """One scratchpad line: ``line_words`` stationary operands."""
+    return data.ArrayLayout(signed(config.data_width), config.line_words)
+
+
+def row_length(task):
+    """Operands of a task's stationary row: the filter row's S (FF, BP) or the input
+    row's W (WG)."""
+    return Mux(task.phase == Phase.WG, task.in_width, task.kernel)
 
 
 def output_length(task):
@@ -84,6 +102,16 @@ def result_layout(config):
         "value": signed(config.acc_width),
         "last": unsigned(1),
     })
+
+
+def row_entries(queue_depth, elements_per_beat):
+    """Tasks whose elements can be in flight in a PE (the slots of its
+    :class:`~hw.scratchpad.Scratchpad`) behind an element queue of ``queue_depth``
+    entries taking ``elements_per_beat`` a cycle (``queue_depth`` 0: a PE without a
+    queue, which issues one element while it accepts the next): the queue's tasks, the
+    issued element's and the accepted one."""
+    queued_tasks = queue_depth - elements_per_beat + 1 if queue_depth else 0
+    return queued_tasks + 2
 
 
 @functools.lru_cache(maxsize=None)

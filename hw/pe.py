@@ -37,11 +37,11 @@ from amaranth import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (element_layout, output_length, result_layout, slot_indices, task_layout,
-                      window_layout)
+from .layouts import (element_layout, output_length, result_layout, row_length, slot_indices,
+                      task_layout, window_layout)
 from .psum import PsumBanks, next_bank
 from .queue import ElementQueue
-from .rows import RowStore, row_entries
+from .scratchpad import Scratchpad, row_entries
 from .window import WindowDecoder
 
 __all__ = ["SparsePE", "LATENCY", "TASK_LATENCY", "STARTUP_CYCLES", "DRAIN_LATENCY",
@@ -175,10 +175,10 @@ class SparsePE(wiring.Component):
                                                   width=per_beat)
 
         task_valid = Signal()
-        task = Signal(task_layout(config))   # its stationary row is kept in the row store
+        task = Signal(task_layout(config))   # a primitive, or a line to load
         beat = self.operand.payload
-        m.submodules.row_store = rows = RowStore(
-            config, entries=row_entries(config.queue_depth, per_beat), reads=lanes)
+        m.submodules.scratchpad = rows = Scratchpad(
+            config, slots=row_entries(config.queue_depth, per_beat), reads=lanes)
         out_len = Signal(unsigned(config.index_width))
         m.d.comb += out_len.eq(output_length(task))
 
@@ -197,7 +197,7 @@ class SparsePE(wiring.Component):
                 decoder.index.eq(beat.index[number]),
                 ends_row.eq(task.row_last & beat.last & (beat.count == number + 1)),
                 record.eq(decoder.window),
-                record.row.eq(rows.entry),
+                record.row.eq(rows.slot),
                 record.row_last.eq(ends_row),
                 record.out_len.eq(out_len),
                 wants_push[number].eq((beat.count > number)
@@ -207,24 +207,36 @@ class SparsePE(wiring.Component):
         # An empty task that ends a row pushes a marker: no MAC, only the
         # hand-off of the row to the drain.
         marker = Signal(layout)
-        m.d.comb += [marker.row_last.eq(1), marker.out_len.eq(out_len)]
+        m.d.comb += [marker.row_last.eq(1), marker.out_len.eq(out_len), marker.row.eq(rows.slot)]
         beat_accepted = Signal()
         empty_task_done = Signal()
+        load_done = Signal()
+        primitive = Signal()
         m.d.comb += [
-            self.operand.ready.eq(task_valid & ~task.empty & queue.push_ready),
+            primitive.eq(task_valid & ~task.load),
+            self.operand.ready.eq(primitive & ~task.empty & queue.push_ready),
             beat_accepted.eq(self.operand.valid & self.operand.ready),
-            empty_task_done.eq(task_valid & task.empty & (queue.push_ready | ~task.row_last)),
+            empty_task_done.eq(primitive & task.empty & (queue.push_ready | ~task.row_last)),
+            # A load takes one cycle, once no element in flight reads its line.
+            load_done.eq(task_valid & task.load & rows.load_ready),
+            rows.load.eq(task_valid & task.load),
+            rows.load_line.eq(task.row),
+            rows.line.eq(task.line),
         ]
-        with m.If(task_valid & task.empty):
+        with m.If(primitive & task.empty):
             m.d.comb += [queue.push_data[0].eq(marker), queue.push_valid.eq(task.row_last)]
         with m.Elif(beat_accepted):
             m.d.comb += queue.push_valid.eq(wants_push)
-        task_done = (beat_accepted & beat.last) | empty_task_done
+        task_done = (beat_accepted & beat.last) | empty_task_done | load_done
         m.d.comb += self.task.ready.eq(~task_valid | task_done)
-        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready),
-                     rows.row.eq(self.task.payload.stationary),
-                     rows.empty.eq(self.task.payload.empty),
-                     rows.queued.eq(beat_accepted & (wants_push != 0))]
+        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready & ~self.task.payload.load),
+                     rows.row.eq(self.task.payload.row),
+                     # An empty task reads no row: its end marker holds no line.
+                     rows.row_length.eq(Mux(self.task.payload.empty, 0,
+                                            row_length(self.task.payload))),
+                     rows.queued.eq((beat_accepted & (wants_push != 0))
+                                    | (primitive & task.empty & task.row_last
+                                       & queue.push_ready))]
         with m.If(self.task.valid & self.task.ready):
             m.d.sync += [task.eq(self.task.payload), task_valid.eq(1)]
         with m.Elif(task_done):
@@ -241,7 +253,9 @@ class SparsePE(wiring.Component):
 
         blocked = psum.full.bit_select(issue_bank, 1)
         working = Signal()
-        m.d.comb += working.eq(current_valid & ~blocked)
+        m.d.comb += [working.eq(current_valid & ~blocked),
+                     rows.oldest_valid.eq(current_valid | queue.pop.valid),
+                     rows.oldest.eq(Mux(current_valid, current.row, queue.pop.payload.row))]
 
         # Leading-one pickers: lane l takes the l-th lowest set bit.
         pick_valid = [Signal(name=f"pick_valid_{l}") for l in range(lanes)]
@@ -285,7 +299,7 @@ class SparsePE(wiring.Component):
         for lane in range(lanes):
             slot = pick_slot[lane]
             operand_index, target = slot_indices(current, slot)
-            m.d.comb += [rows.read_entry[lane].eq(current.row),
+            m.d.comb += [rows.read_slot[lane].eq(current.row),
                          rows.read_index[lane].eq(Mux(pick_valid[lane], operand_index, 0))]
             m.d.sync += [
                 psum.mac_valid[lane].eq(working & pick_valid[lane]

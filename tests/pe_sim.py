@@ -66,7 +66,7 @@ def run_pe(config, rows, *, task_pattern=None, element_pattern=None, result_patt
     outputs, state = [], {}
 
     async def tasks_source(ctx):
-        await offer(ctx, dut.task, [packer.task(t) for t in tasks],
+        await offer(ctx, dut.task, packer.task_stream(tasks),
                     iter(task_pattern or always()))
 
     async def elements_source(ctx):

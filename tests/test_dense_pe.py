@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from gen.compiler.tasks import make_output_row
+from gen.compiler.tasks import Packer, make_output_row
 from hw.config import AccelConfig, PRESETS
 from hw.dense_pe import DensePE
 from pruning import golden
@@ -29,7 +29,8 @@ def test_dense_pe_computes_the_golden_rows(phase, pattern):
     assert state["busy_cycles"] >= state["issued_macs"]
     assert state["idle"] == 1 and state["saturated"] == 0
     (monitor,) = watched
-    assert monitor.transfers("top.task") == sum(len(row.tasks) for row in rows)
+    entries = Packer(SMALL).task_stream([task for row in rows for task in row.tasks])
+    assert monitor.transfers("top.task") == len(entries)
     assert monitor.transfers("top.result") == sum(row.out_len for row in rows)
 
 

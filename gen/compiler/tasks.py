@@ -33,6 +33,7 @@ from hw.layouts import Phase, bundle_layout, element_layout, result_layout, task
 from pruning import golden
 from pruning.fixedpoint import saturate
 
+from .scratchpad import ScratchpadRows
 from .tiling import (check_fits, check_values, closing_offset, closing_tile, needs_closing,
                      row_tiling, task_slots)
 
@@ -290,6 +291,11 @@ def layer_row(config, spec, mapping, key, *, dense=False):
                             mask=mask, dense=dense, kernel_rows=kernel_rows)
 
 
+# The geometry fields of a load entry (ignored by the PE).
+_LOAD = RowTask(phase="ff", stride=1, pad=0, kernel=1, in_width=1, out_width=1, stationary=(),
+                mask=(), dense=False, row_last=False, elements=())
+
+
 def _field_packer(shape):
     """A function ``value -> bits`` for an Amaranth shape or data layout: the bits
     ``Layout.const(value).as_bits()`` has, built once per layout (``const``
@@ -348,8 +354,31 @@ class Packer:
     def _bits(self, layout, values):
         return pack_payload(layout, values)
 
-    def task(self, task):
-        return self._bits(self.task_layout, self._task_values(task))
+    def task(self, task, row=0):
+        """The task-stream entry of ``task``, its stationary row at scratchpad line ``row``."""
+        return self._bits(self.task_layout, self._task_values(task, row))
+
+    def load(self, line, operands):
+        """The task-stream entry that writes ``operands`` (``line_words`` of them) into
+        scratchpad line ``line``."""
+        values = self._task_values(_LOAD, line)
+        values.update(load=1, line=list(operands))
+        return self._bits(self.task_layout, values)
+
+    def task_stream(self, tasks, rows=None):
+        """The task-stream entries of ``tasks`` for a lone PE: each task's stationary row
+        loaded (when the scratchpad does not hold it already, by value) before it.
+        ``rows``: a :class:`~gen.compiler.scratchpad.ScratchpadRows` to place them with
+        (a fresh one by default)."""
+        rows = rows or ScratchpadRows(self._config)
+        entries = []
+        for task in tasks:
+            line = 0
+            if not task.empty:
+                line, loads = rows.place(task.stationary, task.stationary)
+                entries += [self.load(address, operands) for address, operands in loads]
+            entries.append(self.task(task, line))
+        return entries
 
     def padded(self, row):
         """A stationary row as the PE holds it: ``max_row`` operands, zeros after ``row``."""
@@ -360,14 +389,13 @@ class Packer:
         """A BP mask row as its bits: bit ``h`` set where output ``h`` is computed."""
         return sum(1 << i for i, bit in enumerate(mask) if bit)
 
-    def _task_values(self, task):
-        stationary = self.padded(task.stationary)
-        mask_bits = self.mask_bits(task.mask)
+    def _task_values(self, task, row=0):
         return ({
             "phase": self._phase[task.phase], "dense": int(task.dense), "empty": int(task.empty),
-            "row_last": int(task.row_last), "stride": task.stride, "pad": task.pad,
+            "row_last": int(task.row_last), "load": 0, "stride": task.stride, "pad": task.pad,
             "kernel": task.kernel, "in_width": task.in_width, "out_width": task.out_width,
-            "offset": task.offset, "mask": mask_bits, "stationary": stationary,
+            "offset": task.offset, "mask": self.mask_bits(task.mask), "row": row,
+            "line": [0] * self._config.line_words,
         })
 
     def bundle(self, tasks, present=None):

@@ -1,13 +1,16 @@
-"""The PE's row store (hw/rows.py): a queued element still finds its own stationary row
-when the accept stage is as far ahead as the element queue lets it be."""
+"""The PE's scratchpad (hw/scratchpad.py): a queued element still finds its own
+stationary row when the accept stage is as far ahead as the element queue lets it be and
+the loads behind it overwrite the scratchpad's lines in turn."""
 
 import numpy as np
 import pytest
 
+from gen.compiler.scratchpad import row_lines
 from gen.compiler.tasks import make_output_row
 from hw.config import PRESETS
 from hw.dense_pe import DensePE
-from hw.rows import RowStore, row_entries
+from hw.layouts import row_entries
+from hw.scratchpad import Scratchpad
 
 from pe_sim import run_pe
 from test_pe import check_rows
@@ -37,8 +40,14 @@ def far_ahead_rows(config, seed, rows=3, primitives=12, dense=False):
 
 
 @pytest.mark.parametrize("preset", ["small", "queues", "dual"])
-def test_rows_of_queued_elements_survive(preset):
+@pytest.mark.parametrize("rows_held", [None, 1, 2])
+def test_rows_of_queued_elements_survive(preset, rows_held):
+    """With the preset's scratchpad, and with one that holds one or two of the rows:
+    then every load overwrites a row that queued elements still read, and waits."""
     config = PRESETS[preset]
+    if rows_held:
+        config = config.replace(scratchpad_lines=max(
+            config.row_lines, rows_held * row_lines(config, config.max_kernel)))
     rows = far_ahead_rows(config, seed=len(preset))
     outputs, state = run_pe(config, rows)
     check_rows(rows, outputs, len(preset))
@@ -50,14 +59,17 @@ def test_dense_pe_rows():
     rows = far_ahead_rows(config, seed=5, primitives=6, dense=True)
     outputs, _ = run_pe(config, rows, pe=DensePE)
     check_rows(rows, outputs, 5)
+    small = config.replace(scratchpad_lines=config.row_lines)
+    outputs, _ = run_pe(small, rows, pe=DensePE)
+    check_rows(rows, outputs, 5)
 
 
-def test_entries():
+def test_slots():
     assert row_entries(4, 2) == 5 and row_entries(6, 3) == 6 and row_entries(0, 2) == 2
     config = PRESETS["small"]
-    assert RowStore(config, entries=5, reads=1).entries == 5
-    for bad in (1, 2.0, None):
-        with pytest.raises((TypeError, ValueError), match="entries"):
-            RowStore(config, entries=bad, reads=1)
+    assert Scratchpad(config, slots=5, reads=1).slots == 5
+    for bad in (1, 2.0, None, True):
+        with pytest.raises((TypeError, ValueError), match="slots"):
+            Scratchpad(config, slots=bad, reads=1)
     with pytest.raises(ValueError, match="reads"):
-        RowStore(config, entries=3, reads=0)
+        Scratchpad(config, slots=3, reads=0)
