@@ -55,8 +55,11 @@ def make_run(config, rows, *, label, patterns=None, seed=0, check_cycles=None):
     issue = sum(row.issue_cycles(config.lanes) for row in rows)
     if check_cycles is None:
         check_cycles = not patterns
-    limit = issue + overhead_bound([row.timing(config) for row in rows]) if check_cycles else None
-    return task_run(config, [task for row in rows for task in row.tasks],
+    tasks = [task for row in rows for task in row.tasks]
+    loads = len(Packer(config).task_stream(tasks)) - len(tasks)
+    limit = issue + overhead_bound([row.timing(config) for row in rows], loads) \
+        if check_cycles else None
+    return task_run(config, tasks,
                     [row.out_len for row in rows], label=label, patterns=patterns, seed=seed,
                     issue_cycles=issue, cycle_limit=limit)
 
@@ -78,12 +81,13 @@ def array_run(config, bundles, row_lengths, *, label, patterns=None, seed=0):
     own: :func:`gen.compiler.program.bundle_tasks`), into output rows of
     ``row_lengths[p]`` per PE ``p``."""
     packer = Packer(config)
-    words, beats = [], []
-    for tasks, present in bundles:
+    beats = []
+    for tasks, _ in bundles:
         if len(tasks) != config.pes:
             raise ValueError(f"a bundle needs {config.pes} tasks, one per PE, not {len(tasks)}")
-        words.append(packer.bundle(tasks, present))
         beats.extend(packer.beats(tasks[0]))
+    # The bundles, each after the loads of the stationary rows it needs.
+    words = packer.bundle_stream(bundles)
     return {
         "label": label, "tasks": words, "elements": beats,
         "row_lengths": [list(lengths) for lengths in row_lengths],

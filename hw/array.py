@@ -1,12 +1,14 @@
-"""PE array: one broadcast streamed row, one stationary row per PE, decoupling queues.
+"""PE array: one broadcast streamed row, stationary rows held in each PE, decoupling queues.
 
 The PEs of the array compute output rows that share their streamed rows
 (docs/ARCHITECTURE.md, reuse): in FF, rows ``y[n, k, e]`` of different output
 channels ``k`` read the same input rows; in BP, rows ``dx[n, c, h]`` of
 different input channels ``c`` read the same ``dy`` rows; in WG, rows
 ``dw[k, c, r]`` of different ``c`` read the same ``dy`` rows. So every
-streamed beat is read once and broadcast to all PEs, while each PE gets its
-own stationary row (and BP mask) through a *bundle*: one task for all PEs.
+streamed beat is read once and broadcast to all PEs, while each PE keeps its
+own stationary rows in its scratchpad (:class:`hw.scratchpad.Scratchpad`),
+loaded a line per PE per *load bundle*; a primitive's *bundle* (one task for
+all PEs) gives each PE the line its row starts at and its BP mask.
 
 Sparse PEs that share a broadcast finish at different times (their windows
 hold different numbers of effectual MACs). Each PE therefore takes its tasks
@@ -14,17 +16,14 @@ and beats from its own queues of ``array_queue_depth`` entries; the broadcast
 advances when every queue has room, so a PE waits for the slowest only when
 it is a whole queue ahead. Partial sums accumulate over time inside each PE.
 
-In sparse mode a PE whose stationary row (or, in BP, whose output-mask row)
-is all zero has no effectual MAC in the primitive, whatever its streamed
-elements: the array does not give it the primitive (unless the primitive
-closes the row, and then as an empty task without its beats), so the PE
-spends no accept cycle on it and runs ahead on its own work. The zero test
-is an OR over the bundle's row, in hardware. A PE without an output row of
-its own in a group, or without this primitive in its row (``present``
-clear: the channels do not fill the array, or the rows of a group differ
-in their primitives), gets only the primitives that close a row, in both
-modes, so the dense baseline does not spend such PEs on rows of zeros
-either.
+A PE with no work in a primitive (``works`` clear: in sparse mode its
+stationary row, or in BP its output-mask row, is all zero; in both modes it
+has no output row of its own in the group, or the primitive is not in its
+row) does not get the primitive unless it closes the row, and then as an
+empty task without its beats: it spends no accept cycle on it and runs
+ahead on its own work, and the dense baseline does not spend such PEs on
+rows of zeros either. The host decides it (``gen.compiler.schedule.works_in``)
+from the rows it places in the scratchpads.
 Results leave through one stream whose beats carry a lane per PE: all PEs
 drain in parallel, as into a banked output buffer; a beat that waits for
 ``ready`` keeps its lanes, and a PE whose output comes meanwhile joins the
@@ -35,7 +34,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import Phase, array_result_layout, bundle_layout, element_layout, task_layout
+from .layouts import array_result_layout, bundle_layout, element_layout, task_layout
 from .pe import SparsePE
 
 __all__ = ["PEArray", "QUEUE_LATENCY"]
@@ -103,27 +102,18 @@ class PEArray(wiring.Component):
         task_shape = task_layout(config)
         beat_shape = element_layout(config)
 
-        # Sparse mode: a PE whose stationary row is all zero (or, in BP,
-        # whose output mask row is all zero) has no effectual MAC in the
-        # primitive, whatever the streamed elements; it does not get the
-        # primitive at all (unless it closes the row), so it does not spend an
-        # accept cycle on it and runs ahead on its own work. The beats of a
-        # primitive follow its bundle: a routing queue holds, per non-empty
-        # primitive, which PEs take its beats.
-        # A PE that takes a row-closing primitive it has no work in gets it as
-        # an empty task: it closes the row in one cycle without its beats.
+        # A PE that works on a primitive takes it with its beats; one that does not
+        # (the host's zero test, or no row of its own: ``works``) only takes a
+        # primitive that closes a row, as an empty task, and spends no accept cycle
+        # on its beats. A load goes to the PEs it names. The beats of a primitive
+        # follow its bundle: a routing queue holds, per non-empty primitive, which
+        # PEs take its beats.
         bundle = self.task.payload
         works = Signal(pes)
         takes = Signal(pes)
-        for number in range(pes):
-            if config.skipping:
-                idle_row = (bundle.stationary[number].as_value() == 0) | \
-                    ((bundle.task.phase == Phase.BP) & (bundle.mask[number] == 0))
-                m.d.comb += works[number].eq(bundle.present[number]
-                                             & (bundle.task.dense | ~idle_row))
-            else:    # dense-only build: no zero tests
-                m.d.comb += works[number].eq(bundle.present[number])
-            m.d.comb += takes[number].eq(bundle.task.row_last | works[number])
+        m.d.comb += [works.eq(bundle.works),
+                     takes.eq(Mux(bundle.task.load, works,
+                                  Mux(bundle.task.row_last, (1 << pes) - 1, works)))]
         m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
         m.d.comb += routing.w_data.eq(works)
 
@@ -139,12 +129,13 @@ class PEArray(wiring.Component):
             task_queues.append(task_queue)
             beat_queues.append(beat_queue)
 
-            # This PE's task: the shared fields with its own stationary row and mask.
+            # This PE's task: the shared fields with its own mask (and line to load).
             own_task = Signal(task_shape, name=f"task_{number}")
             m.d.comb += [
                 own_task.eq(self.task.payload.task),
-                own_task.stationary.eq(self.task.payload.stationary[number]),
                 own_task.mask.eq(self.task.payload.mask[number]),
+                own_task.row.eq(self.task.payload.row[number]),
+                own_task.line.eq(self.task.payload.line[number]),
                 own_task.empty.eq(bundle.task.empty | ~works[number]),
                 task_queue.w_data.eq(own_task),
                 task_queue.w_en.eq(self.task.valid & self.task.ready & takes[number]),
@@ -164,7 +155,8 @@ class PEArray(wiring.Component):
         m.d.comb += [
             self.task.ready.eq(Cat(q.w_rdy | ~takes[n] for n, q in enumerate(task_queues)).all()
                                & routing.w_rdy),
-            routing.w_en.eq(self.task.valid & self.task.ready & ~bundle.task.empty),
+            routing.w_en.eq(self.task.valid & self.task.ready & ~bundle.task.empty
+                            & ~bundle.task.load),
             self.operand.ready.eq(routing.r_rdy & Cat(q.w_rdy | ~routing.r_data[n]
                                                       for n, q in enumerate(beat_queues)).all()),
             routing.r_en.eq(self.operand.valid & self.operand.ready & self.operand.payload.last),

@@ -11,9 +11,9 @@ row that feeds many primitives is stored once.
 Two sequencers run side by side so that neither waits for the other:
 
 - the **bundle sequencer** reads command ``i`` from the program buffer, then
-  the stationary and mask entries it names, and offers the array one bundle
-  per cycle; for every command with streamed elements it queues the operand
-  range;
+  the stationary entry (a load's lines) and the mask entry it names, and
+  offers the array one bundle per cycle; for every command with streamed
+  elements it queues the operand range;
 - the **operand sequencer** streams each queued range from the operand
   buffer, one beat per cycle, back to back across commands.
 
@@ -118,9 +118,10 @@ class Controller(wiring.Component):
             self.program_address.eq(fetch),
             self.program_enable.eq(fetch_free),
             self.stationary_address.eq(command.stationary_address),
-            self.stationary_enable.eq(taken),
+            # Only a load reads the stationary buffer, only a primitive the mask buffer.
+            self.stationary_enable.eq(taken & command.load),
             self.mask_address.eq(command.mask_address),
-            self.mask_enable.eq(taken),
+            self.mask_enable.eq(taken & ~command.load),
             ranges.w_en.eq(taken & ~command.empty),
         ]
         queued = Signal(range_layout)
@@ -149,15 +150,16 @@ class Controller(wiring.Component):
             payload.task.in_width.eq(held.in_width),
             payload.task.out_width.eq(held.out_width),
             payload.task.offset.eq(held.offset),
+            payload.task.load.eq(held.load),
         ]
-        # Crossbar: PE p takes any row of the entries, as the command says.
+        # Crossbar: PE p takes any line of the stationary entry and any mask row of
+        # the mask entry, as the command says.
         pes = config.pes
-        stationary_rows = Array(self.stationary_data[p].as_value() for p in range(pes))
+        lines = Array(self.stationary_data[p].as_value() for p in range(pes))
         mask_rows = Array(self.mask_data[p] for p in range(pes))
-        m.d.comb += [payload.stationary[p].eq(stationary_rows[held.stationary_source[p]])
-                     for p in range(pes)]
+        m.d.comb += [payload.line[p].eq(lines[held.stationary_source[p]]) for p in range(pes)]
         m.d.comb += [payload.mask[p].eq(mask_rows[held.mask_source[p]]) for p in range(pes)]
-        m.d.comb += payload.present.eq(held.present)
+        m.d.comb += [payload.works.eq(held.works), payload.row.eq(held.row)]
 
         # -- operand sequencer ------------------------------------------------
         beat_address = Signal.like(queued.address)

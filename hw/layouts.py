@@ -155,21 +155,26 @@ def slot_indices(window, slot):
 
 @functools.lru_cache(maxsize=None)
 def bundle_layout(config):
-    """One row primitive for every PE of the array: shared geometry, own rows.
+    """One entry of the PE array's task stream for every PE: a row primitive with shared
+    geometry, or a line for every PE to load (``task.load``).
 
-    ``task`` holds the fields all PEs share (its ``stationary`` and ``mask``
-    are ignored); PE ``p`` gets ``stationary[p]`` and ``mask[p]``. Bit ``p``
-    of ``present`` is clear when PE ``p`` has no output row of its own in
-    this group (the channels do not fill the array): it then only gets the
-    primitives that close a row, in both modes, and drains zeros.
+    ``task`` holds the fields all PEs share (its ``mask``, ``row`` and ``line``
+    are ignored). PE ``p`` gets ``mask[p]`` (BP), ``row[p]`` (where its
+    stationary row starts in its scratchpad; for a load, the line it writes)
+    and, for a load, ``line[p]``. Bit ``p`` of
+    ``works`` is set when PE ``p`` works on the primitive: it has an output row
+    of its own in this group, the primitive is in its row, and (sparse mode)
+    its stationary row and BP mask row are not all zero; a PE that does not
+    work only gets a primitive that closes a row, as an empty task. For a load,
+    ``works`` says which PEs load the line.
     """
     pes = config.pes
     return data.StructLayout({
         "task": task_layout(config),
-        "stationary": data.ArrayLayout(data.ArrayLayout(signed(config.data_width),
-                                                        config.max_row), pes),
         "mask": data.ArrayLayout(unsigned(config.max_row), pes),
-        "present": unsigned(pes),
+        "row": data.ArrayLayout(unsigned(config.line_address_width), pes),
+        "line": data.ArrayLayout(line_layout(config), pes),
+        "works": unsigned(pes),
     })
 
 
@@ -194,42 +199,45 @@ def command_layout(config):
     """One row command of the program buffer: one array bundle, by reference.
 
     The layer-wide fields (phase, stride, kernel, mode) come from the
-    descriptor registers; a command holds what changes from bundle to bundle:
-    the task geometry of a (possibly tiled) row primitive, ``empty`` and
-    ``row_last``, the stationary-buffer entry with every PE's stationary row,
-    the mask-buffer entry (BP), and where the primitive's streamed beats
-    start in the operand buffer and how many there are. Rows are referenced,
-    not copied: a streamed row that feeds many primitives is loaded once.
-    PE ``p`` gets row ``stationary_source[p]`` of the stationary entry and
-    row ``mask_source[p]`` of the mask entry (a crossbar), so one entry
-    serves any assignment of its rows to the PEs: the compiler assigns rows
-    to PEs freely to balance their work without storing an entry per
-    assignment. ``offset`` is the task field of that name (WG). ``present``
-    is the bundle's field of that name, in PE order.
+    descriptor registers; a command holds what changes from bundle to bundle.
+    A primitive (``load`` clear): the task geometry of a (possibly tiled) row
+    primitive, ``empty`` and ``row_last``, per PE the scratchpad line its
+    stationary row starts at (``row``), the mask-buffer entry (BP),
+    and where its streamed beats start in the operand buffer and how many there
+    are. A load (``load`` set, ``empty`` set too: no beats): the
+    stationary-buffer entry whose lines the PEs named in ``works`` write, each
+    into its scratchpad line ``row[p]``. Rows are referenced, not copied: a streamed row that feeds many
+    primitives is loaded once, and a stationary row stays in the PEs'
+    scratchpads for every primitive that uses it. PE ``p`` gets line
+    ``stationary_source[p]`` of the stationary entry and row ``mask_source[p]``
+    of the mask entry (a crossbar of lines and mask rows), so one entry serves
+    any assignment of its rows to the PEs. ``offset`` is the task field of that
+    name (WG). ``works`` is the bundle's field of that name, in PE order.
     """
     source = data.ArrayLayout(unsigned(max(1, (config.pes - 1).bit_length())), config.pes)
     return data.StructLayout({
         "empty": unsigned(1),
         "row_last": unsigned(1),
+        "load": unsigned(1),
         "pad": unsigned(config.pad_width),
         "in_width": unsigned(config.index_width),
         "out_width": unsigned(config.index_width),
         "offset": unsigned(config.index_width),
+        "row": data.ArrayLayout(unsigned(config.line_address_width), config.pes),
         "stationary_address": unsigned(config.address_width(config.stationary_depth)),
         "mask_address": unsigned(config.address_width(config.mask_depth)),
         "operand_address": unsigned(config.address_width(config.operand_depth)),
         "operand_beats": unsigned(config.operand_depth.bit_length()),
         "stationary_source": source,
         "mask_source": source,
-        "present": unsigned(config.pes),
+        "works": unsigned(config.pes),
     })
 
 
 @functools.lru_cache(maxsize=None)
 def stationary_layout(config):
-    """One stationary-buffer entry: a ``max_row`` row per PE."""
-    return data.ArrayLayout(data.ArrayLayout(signed(config.data_width), config.max_row),
-                            config.pes)
+    """One stationary-buffer entry: a scratchpad line per PE (``line_words`` operands)."""
+    return data.ArrayLayout(line_layout(config), config.pes)
 
 
 @functools.lru_cache(maxsize=None)

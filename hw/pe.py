@@ -70,7 +70,7 @@ def issue_lead(config):
     return config.queue_depth - config.elements_per_beat + 1
 
 
-def overhead_bound(rows):
+def overhead_bound(rows, loads=0):
     """Most non-issue cycles of a PE run with streams at full rate.
 
     ``rows`` lists each output row of the run, in order, as ``(issue_cycles,
@@ -90,9 +90,13 @@ def overhead_bound(rows):
       cycles) that its own issue cycles do not cover: a row only waits for a
       bank when rows are shorter than their drains;
     - the drain of the last row, ``out_len + 1`` cycles, plus 2 (MAC pipeline
-      and drain start).
+      and drain start);
+    - per load entry of the task stream (``loads``: a line of a stationary row
+      the scratchpad did not hold), ``LATENCY + 1`` cycles: its accept cycle,
+      and the issue stage's wait for the next task's first element when the
+      load had to wait for the elements in flight.
     """
-    overhead = STARTUP_CYCLES
+    overhead = STARTUP_CYCLES + (LATENCY + 1) * loads
     previous_drain = 0
     for issue_cycles, out_len, idle_beats in rows:
         overhead += 2 + idle_beats + max(0, previous_drain - issue_cycles)

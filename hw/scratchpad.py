@@ -33,8 +33,11 @@ __all__ = ["Scratchpad", "row_entries"]
 
 
 def _in_ring(slot, first, last):
-    """Whether ``slot`` is in the ring range ``first .. last`` (inclusive, wrapping)."""
-    return Mux(first <= last, (first <= slot) & (slot <= last), (slot >= first) | (slot <= last))
+    """Whether slot number ``slot`` (an int) is in the ring range ``first .. last``
+    (inclusive, wrapping)."""
+    from_first = (first == 0) if slot == 0 else (first <= slot)
+    to_last = 1 if slot == 0 else (last >= slot)      # unsigned: 0 is always <= last
+    return Mux(first <= last, from_first & to_last, from_first | to_last)
 
 
 class Scratchpad(wiring.Component):

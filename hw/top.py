@@ -25,7 +25,7 @@ from .array import PEArray
 from .axi import AXI4LiteSignature, AXI4LiteTarget, AXIStreamSignature
 from .buffer import LoadBuffer, OutputBuffer
 from .controller import Controller
-from .layouts import buffer_layouts
+from .layouts import array_result_layout, buffer_layouts, bundle_layout
 
 __all__ = ["Accelerator", "RUN_END", "REGISTERS", "STATUS_BITS", "ERROR_BITS", "DESTINATIONS",
            "COUNTERS", "AXIL_ADDRESS_WIDTH", "MAX_VALUE_BITS", "check_buildable"]
@@ -39,29 +39,38 @@ RUN_END = 1
 #: value, and a wider one fails deep inside Amaranth after minutes of elaboration.
 MAX_VALUE_BITS = 65536
 
-# What sets each buffer's entry width, for the error message.
-_ENTRY_FIELDS = {
-    "program": "the command layout (pes, max_row, index widths)",
-    "operand": "elements_per_beat x (data_width + index bits)",
-    "stationary": "pes x max_row x data_width",
-    "mask": "pes x max_row",
-}
+def _widest_values(config):
+    """``(what, bits, what sets it)`` of the values the top level builds whole: each
+    buffer's entry, and the array's bundle and result beat."""
+    fields = {
+        "program buffer entry": "the command layout (pes, index widths)",
+        "operand buffer entry": "elements_per_beat x (data_width + index bits)",
+        "stationary buffer entry": f"pes x line_words x data_width = {config.pes} x "
+                                   f"{config.line_words} x {config.data_width}",
+        "mask buffer entry": f"pes x max_row = {config.pes} x {config.max_row}",
+    }
+    shapes = {f"{name} buffer entry": shape for name, (shape, _) in buffer_layouts(config).items()}
+    shapes["PE array bundle"] = bundle_layout(config)
+    fields["PE array bundle"] = (f"pes x (max_row + line_words x data_width) = {config.pes} x "
+                                 f"({config.max_row} + {config.line_words} x "
+                                 f"{config.data_width}), and the task fields")
+    shapes["PE array result beat"] = array_result_layout(config)
+    fields["PE array result beat"] = f"pes x (acc_width + 2) = {config.pes} x " \
+                                     f"({config.acc_width} + 2)"
+    return [(what, Shape.cast(shape).width, fields[what]) for what, shape in shapes.items()]
 
 
 def check_buildable(config):
     """Raise ValueError, naming the config fields, when the top level of ``config`` cannot
-    be built: a buffer entry wider than :data:`MAX_VALUE_BITS`. (The models take any
-    valid config; only the RTL has this limit.)"""
-    for name, (shape, _) in buffer_layouts(config).items():
-        width = Shape.cast(shape).width
+    be built: a value it builds whole (a buffer entry, the array's bundle or result
+    beat) wider than :data:`MAX_VALUE_BITS`. (The models take any valid config; only the
+    RTL has this limit.)"""
+    for what, width, detail in _widest_values(config):
         if width > MAX_VALUE_BITS:
-            detail = _ENTRY_FIELDS[name]
-            if name == "stationary":
-                detail += f" = {config.pes} x {config.max_row} x {config.data_width}"
             raise ValueError(
-                f"config {config.name!r} cannot be built as RTL: a {name} buffer entry is "
-                f"{width} bits ({detail}), more than the {MAX_VALUE_BITS} bits Amaranth "
-                f"builds in one value; lower pe_rows x pe_cols, max_row or data_width")
+                f"config {config.name!r} cannot be built as RTL: a {what} is {width} bits "
+                f"({detail}), more than the {MAX_VALUE_BITS} bits Amaranth builds in one "
+                f"value; lower pe_rows x pe_cols, max_row, line_words or data_width")
 
 
 # ``tdest`` of an ``s_axis`` packet -> the buffer it fills.

@@ -56,17 +56,19 @@ def test_commands_become_bundles_and_beats(ready_rate):
     bench = _Bench(config)
     controller = bench.controller
     entries = {name: [] for name in bench.buffers}
-    rows = [[[rng.randint(-9, 9) for _ in range(config.max_row)] for _ in range(pes)]
-            for _ in range(config.stationary_depth)]
+    lines = [[[rng.randint(-9, 9) for _ in range(config.line_words)] for _ in range(pes)]
+             for _ in range(config.stationary_depth)]
     masks = [[rng.getrandbits(config.max_row) for _ in range(pes)]
              for _ in range(config.mask_depth)]
     beats = [rng.getrandbits(element_layout(config).size) for _ in range(config.operand_depth)]
     commands = []
     for _ in range(24):
-        empty = rng.random() < 0.2
+        load = rng.random() < 0.3          # a load has no beats
+        empty = load or rng.random() < 0.2
         count = 0 if empty else rng.randint(1, 3)
         commands.append({
-            "empty": int(empty), "row_last": rng.randint(0, 1), "pad": rng.randint(0, 3),
+            "empty": int(empty), "row_last": rng.randint(0, 1), "load": int(load),
+            "row": rng.randrange(config.scratchpad_lines), "pad": rng.randint(0, 3),
             "in_width": rng.randint(1, 16), "out_width": rng.randint(1, 16),
             "offset": rng.randint(0, 15), "stationary_address": rng.randrange(config.stationary_depth),
             "mask_address": rng.randrange(config.mask_depth),
@@ -74,7 +76,7 @@ def test_commands_become_bundles_and_beats(ready_rate):
             "operand_beats": count,
             "stationary_source": [rng.randrange(pes) for _ in range(pes)],
             "mask_source": [rng.randrange(pes) for _ in range(pes)],
-            "present": rng.getrandbits(pes),
+            "works": rng.getrandbits(pes),
         })
     width = config.stream_width
     layouts = {name: shape for name, (shape, _) in buffer_layouts(config).items()}
@@ -83,15 +85,18 @@ def test_commands_become_bundles_and_beats(ready_rate):
                                      layouts["program"].size, width)
     for bits in beats:
         entries["operand"] += _split(bits, layouts["operand"].size, width)
-    for entry in rows:
+    for entry in lines:
         entries["stationary"] += _split(layouts["stationary"].const(entry).as_bits(),
                                         layouts["stationary"].size, width)
     for entry in masks:
         entries["mask"] += _split(layouts["mask"].const(entry).as_bits(),
                                   layouts["mask"].size, width)
 
-    expected_bundles = [(c, [rows[c["stationary_address"]][c["stationary_source"][p]]
-                             for p in range(pes)],
+    # A load's bundle carries the lines of its stationary entry, a primitive's the mask
+    # rows of its mask entry (the other buffer is not read: what it shows is stale).
+    expected_bundles = [(c, [lines[c["stationary_address"]][c["stationary_source"][p]]
+                             for p in range(pes)] if c["load"] else None,
+                         None if c["load"] else
                          [masks[c["mask_address"]][c["mask_source"][p]] for p in range(pes)])
                         for c in commands]
     expected_beats = [beats[c["operand_address"] + i] for c in commands
@@ -123,11 +128,14 @@ def test_commands_become_bundles_and_beats(ready_rate):
             if ctx.get(controller.bundle.valid) and bundle_ready:
                 payload = ctx.get(controller.bundle.payload)
                 assert payload.task.stride == 2 and payload.task.kernel == 3
-                got_bundles.append((payload.present, payload.task.empty, payload.task.row_last,
-                                    payload.task.pad, payload.task.in_width,
-                                    payload.task.out_width, payload.task.offset,
-                                    [list(payload.stationary[p]) for p in range(pes)],
-                                    [payload.mask[p] for p in range(pes)]))
+                load = payload.task.load
+                got_bundles.append((payload.works, payload.task.empty, payload.task.row_last,
+                                    load, payload.task.row, payload.task.pad,
+                                    payload.task.in_width, payload.task.out_width,
+                                    payload.task.offset,
+                                    [list(payload.line[p]) for p in range(pes)] if load
+                                    else None,
+                                    None if load else [payload.mask[p] for p in range(pes)]))
             if ctx.get(controller.operand.valid) and beat_ready:
                 got_beats.append(ctx.get(controller.operand.payload.as_value()))
             await ctx.tick()
@@ -149,8 +157,9 @@ def test_commands_become_bundles_and_beats(ready_rate):
     assert monitor.transfers("top.controller.bundle") == len(commands)
     assert monitor.transfers("top.controller.ranges") == sum(not c["empty"] for c in commands)
     assert len(got_bundles) == len(commands)
-    for (command, stationary, mask), got in zip(expected_bundles, got_bundles):
-        assert got == (command["present"], command["empty"], command["row_last"], command["pad"],
-                       command["in_width"], command["out_width"], command["offset"], stationary,
-                       mask)
+    assert any(c["load"] for c in commands) and not all(c["load"] for c in commands)
+    for (command, line, mask), got in zip(expected_bundles, got_bundles):
+        assert got == (command["works"], command["empty"], command["row_last"],
+                       command["load"], command["row"], command["pad"], command["in_width"],
+                       command["out_width"], command["offset"], line, mask)
     assert got_beats == expected_beats

@@ -122,8 +122,10 @@ def test_runs_respect_the_capacity():
             assert run.entries[name] <= getattr(capacity, name), name
         assert run.commands <= capacity.program
         assert run.outputs_per_pe <= capacity.outputs
-    # Every bundle of every group is in exactly one run.
-    assert sum(run.commands for run in runs) == sum(group.bundles for group in schedule.groups)
+    # Every bundle of every group is in exactly one run, after the loads of its rows.
+    loads = sum(int((trace.load_line >= 0).sum()) for trace in schedule.traces())
+    assert loads and sum(run.commands for run in runs) == sum(
+        group.bundles for group in schedule.groups) + loads
 
 
 def test_a_session_runs_job_after_job_like_separate_simulators():

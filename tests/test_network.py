@@ -7,7 +7,7 @@ from torch import nn
 
 from gen.compiler.layer import check_layer
 from gen.compiler.network import extract_layers
-from gen.compiler.program import bundle_tasks, pack_program
+from gen.compiler.program import pack_program
 from gen.compiler.schedule import schedule_layer
 from gen.model.energy import EnergyTable, count_events, energy_pj
 from gen.model.estimate import estimate_layer
@@ -98,6 +98,19 @@ def test_energy_table_follows_its_sources():
     assert table.mac_pj(SMALL) == pytest.approx(0.8 + 0.15)
 
 
+_COMMAND = buffer_layouts(SMALL)["program"][0]
+_LOAD_BIT = _COMMAND["load"].offset
+
+
+def _commands(run):
+    """The command words of a run's program packet."""
+    width = _COMMAND.size
+    beats = -(-width // SMALL.stream_width)
+    words = run.loads["program"]
+    return [sum(word << (SMALL.stream_width * k) for k, word in enumerate(words[i:i + beats]))
+            for i in range(0, len(words), beats)]
+
+
 def test_energy_events_of_a_run():
     rng = np.random.default_rng(0)
     x = rng.integers(-5, 6, (1, 2, 5, 6)) * (rng.random((1, 2, 5, 6)) < 0.5)
@@ -109,15 +122,12 @@ def test_energy_events_of_a_run():
         (run,), (trace,) = pack_program(schedule), schedule.traces()
         events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
-        # A row written per task with elements a PE gets (the array's rule), an operand
-        # read per MAC.
-        (parts, _), = schedule.runs
-        written = sum(bool(task.elements) and task.present and (dense or not task.idle)
-                      for part in parts for tasks, _ in bundle_tasks(schedule, *part)
-                      for task in tasks)
-        assert written and sorted(events["rows"].values()) == sorted([written,
-                                                                      trace.issued_macs])
-        assert sum(events["stationary"].values()) == run.commands * SMALL.pes
+        # A line written into every PE's scratchpad per load command of the program,
+        # and an operand read per MAC; the stationary buffer read once per load.
+        loads = sum(bits >> _LOAD_BIT & 1 for bits in _commands(run))
+        assert loads and sorted(events["scratchpad"].values()) == sorted(
+            [loads * SMALL.pes, trace.issued_macs])
+        assert sum(events["stationary"].values()) == loads * SMALL.pes
         assert sum(events["mask"].values()) == 0          # FF reads no mask
         # Everything loaded crosses the AXI4-Stream: at most its beats' bits.
         loaded = events["dram"] - run.outputs_per_pe * SMALL.pes * SMALL.stream_width

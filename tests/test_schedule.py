@@ -71,8 +71,8 @@ def execute(config, spec, schedule):
             # A bundle's tasks share their geometry and streamed elements (the packer
             # checks it) and fit the PE.
             assert group.out_len <= config.max_row
-            for bundle, present in tasks:
-                packer.bundle(bundle, present)
+            packer.bundle_stream(tasks)
+            for bundle, _ in tasks:
                 for task in bundle:
                     assert max(task.in_width, task.out_width, len(task.stationary),
                                *(index + 1 for _, index in task.elements)) <= config.max_row
@@ -103,7 +103,8 @@ def check_schedule(config, spec, *, dense, capacity=None):
     dense_macs, effectual = count_macs(spec)
     assert schedule.effectual_macs == effectual
     traces = schedule.traces()
-    assert sum(trace.bundles for trace in traces) == bundles
+    # The traces hold the same bundles, and a load bundle per stationary line loaded.
+    assert sum(trace.bundles - int((trace.load_line >= 0).sum()) for trace in traces) == bundles
     # The program is made of the same bundles; its entries are the schedule's.
     runs = pack_program(schedule)
     assert [run.commands for run in runs] == [trace.bundles for trace in traces]

@@ -174,10 +174,16 @@ def _check_sram_bits_are_the_buffers_the_hardware_declares(report, out):
     # The PE's element queue is shallower than an SRAM macro: flip-flops. Its
     # partial sums are one register file (read as they are addressed).
     assert report["blocks"]["pe"]["sram_bits"] == 0
-    (psum,) = report["memories"]["pe"]
-    assert psum["kind"] == "register file"
-    assert report["blocks"]["pe"]["register_file_bits"] == (
+    # The partial sums and the stationary scratchpad are register files.
+    memories = {memory["name"]: memory for memory in report["memories"]["pe"]}
+    assert {memory["kind"] for memory in memories.values()} == {"register file"}
+    assert memories["banks.psum"]["words"] * memories["banks.psum"]["width"] == (
         SMALL.psum_banks * SMALL.max_row * SMALL.acc_width)
+    lines = memories["scratchpad.lines"]
+    assert (lines["words"], lines["width"]) == (SMALL.scratchpad_lines,
+                                                SMALL.line_words * SMALL.data_width)
+    assert report["blocks"]["pe"]["register_file_bits"] == sum(
+        memory["words"] * memory["width"] for memory in memories.values())
 
 
 def _check_skipping_logic_costs_area(report, out):

@@ -24,6 +24,7 @@ from hw.layouts import buffer_layouts
 
 from .runs import closes_piece
 from .schedule import bundle_geometry
+from .scratchpad import bundle_rows
 from .tasks import Packer, RowTask, pack_payload
 
 __all__ = ["Run", "Drain", "pack_program", "bundle_tasks", "program_json"]
@@ -159,15 +160,30 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
     stationary, masks = _Entries(), _Entries()
     operands, operand_beats = {}, 0
     commands, drains, elements, beats = [], [], [], []
+    rows = schedule.rows.copy()       # the scratchpads, as the schedule placed the rows
+    every_pe = (1 << pes) - 1
     for group, first, stop, partial in parts:
         for number, (tasks, present) in enumerate(bundle_tasks(schedule, group, first, stop,
                                                                 partial)):
             head = tasks[0]
             bundle = first + number
             closing = bundle >= stop
-            key = -1 if closing else int(group.stationary_keys[bundle])
-            stationary_address, stationary_source = stationary.place(
-                key, [task.stationary for task in tasks])
+            line = 0
+            if not closing:
+                line, key, loads = bundle_rows(rows, group, bundle)
+                for address, index in loads:
+                    # A load: every PE writes its row's line ``index`` into line ``address``.
+                    entry, sources = stationary.place(
+                        (key, index), [tuple(rows.lines_of(task.stationary, index))
+                                       for task in tasks])
+                    commands.append({
+                        "empty": 1, "row_last": 0, "load": 1, "pad": 0, "in_width": 0,
+                        "out_width": 0, "offset": 0, "row": address,
+                        "stationary_address": entry, "mask_address": 0, "operand_address": 0,
+                        "operand_beats": 0, "stationary_source": sources,
+                        "mask_source": [0] * pes, "works": every_pe})
+                    elements.append(0)
+                    beats.append(0)
             mask_address, mask_source = 0, [0] * pes
             if group.mask_key is not None:
                 mask_address, mask_source = masks.place(group.mask_key,
@@ -180,13 +196,15 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
                     operands[operand_key] = (operand_beats, head.elements)
                     operand_beats += count
                 address = operands[operand_key][0]
+            works = group.works[bundle] if not closing else np.zeros(pes, np.bool_)
             commands.append({
-                "empty": int(head.empty), "row_last": int(head.row_last), "pad": head.pad,
-                "in_width": head.in_width, "out_width": head.out_width, "offset": head.offset,
-                "stationary_address": stationary_address, "mask_address": mask_address,
-                "operand_address": address, "operand_beats": count,
-                "stationary_source": stationary_source, "mask_source": mask_source,
-                "present": sum(1 << unit for unit, here in enumerate(present) if here),
+                "empty": int(head.empty), "row_last": int(head.row_last), "load": 0,
+                "pad": head.pad, "in_width": head.in_width, "out_width": head.out_width,
+                "offset": head.offset, "row": line, "stationary_address": 0,
+                "mask_address": mask_address, "operand_address": address,
+                "operand_beats": count, "stationary_source": [0] * pes,
+                "mask_source": mask_source,
+                "works": sum(1 << unit for unit, here in enumerate(works.tolist()) if here),
             })
             elements.append(len(head.elements))
             beats.append(count)
@@ -204,12 +222,13 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
     for _, operand in sorted(operands.values()):
         for bits in packer.element_beats(operand):
             loads["operand"] += _split(bits, widths["operand"], stream)
-    for rows in stationary.images(pes):
-        padded = [value for row in rows for value in packer.padded(row)]
-        loads["stationary"] += _split(_pack(padded, config.data_width), widths["stationary"],
+    words = config.line_words
+    for lines in stationary.images(pes):
+        values = [value for line in lines for value in (list(line) or [0] * words)]
+        loads["stationary"] += _split(_pack(values, config.data_width), widths["stationary"],
                                       stream)
-    for rows in masks.images(pes):
-        bits = _pack([packer.mask_bits(row) for row in rows], config.max_row)
+    for mask_rows in masks.images(pes):
+        bits = _pack([packer.mask_bits(row) for row in mask_rows], config.max_row)
         loads["mask"] += _split(bits, widths["mask"], stream)
     registers = {"PHASE": PHASE_CODES[schedule.mapping.task_phase], "MODE": int(schedule.dense),
                  "STRIDE": schedule.mapping.stride, "KERNEL": schedule.mapping.task_kernel,

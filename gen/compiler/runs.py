@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
+from .scratchpad import bundle_rows
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
 
@@ -51,8 +52,9 @@ def closes_piece(group, stop):
 
 
 class _RunPacker:
-    def __init__(self, capacity):
+    def __init__(self, capacity, rows):
         self.capacity = capacity
+        self.fresh_rows = rows      # an empty scratchpad placement
         self.runs = []
         self._reset()
 
@@ -60,20 +62,34 @@ class _RunPacker:
         self.parts = []        # (group, first bundle, stop, partial)
         self.commands = self.operand_beats = self.outputs = 0
         self.stationary, self.masks, self.operands = set(), set(), set()
+        self.rows = self.fresh_rows.copy()
+
+    def _walk(self, group, first, stop, rows, lines):
+        """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows``
+        (updated); returns the load commands and adds their stationary-buffer lines
+        ``(key, index)`` to ``lines``."""
+        loads = 0
+        for bundle in range(first, stop):
+            _, key, placed = bundle_rows(rows, group, bundle)
+            loads += len(placed)
+            lines.update((key, index) for _, index in placed)
+        return loads
 
     def _needs(self, group):
-        """What a whole group adds to the run: ``(commands, stationary keys, mask keys,
-        {operand key: beats}, outputs)``."""
-        stationary = set(group.stationary_keys.tolist()) - self.stationary
+        """What a whole group adds to the run: ``(commands, stationary lines, mask keys,
+        {operand key: beats}, outputs, scratchpad placement after it)``."""
+        rows, lines = self.rows.copy(), set()
+        loads = self._walk(group, 0, group.bundles, rows, lines)
         masks = {group.mask_key} - self.masks if group.mask_key is not None else set()
         operands = {}
         for key, beats in zip(group.operand_keys.tolist(), group.beats.tolist()):
             if beats and key not in self.operands:
                 operands[key] = beats
-        return group.bundles, stationary, masks, operands, group.out_len
+        return (group.bundles + loads, lines - self.stationary, masks, operands, group.out_len,
+                rows)
 
     def _fits(self, needs):
-        commands, stationary, masks, operands, outputs = needs
+        commands, stationary, masks, operands, outputs, _ = needs
         return self.fits_counts(commands, len(stationary), len(masks), sum(operands.values()),
                                 outputs)
 
@@ -86,7 +102,7 @@ class _RunPacker:
                 and self.outputs + outputs <= capacity.outputs)
 
     def _add(self, group, first, stop, needs, partial):
-        commands, stationary, masks, operands, outputs = needs
+        commands, stationary, masks, operands, outputs, rows = needs
         self.parts.append((group, first, stop, partial))
         self.commands += commands
         self.stationary |= stationary
@@ -94,6 +110,7 @@ class _RunPacker:
         self.operands |= set(operands)
         self.operand_beats += sum(operands.values())
         self.outputs += outputs
+        self.rows = rows
 
     def _finish(self):
         if self.parts:
@@ -137,62 +154,61 @@ class _Piece:
 
     def __init__(self, packer, group, first):
         self.packer, self.group, self.first, self.stop = packer, group, first, first
-        self.stationary, self.operands, self.operand_beats = set(), set(), 0
+        self.lines, self.loads, self.rows = set(), 0, packer.rows.copy()
+        self.operands, self.operand_beats = set(), 0
         self.mask = {group.mask_key} - packer.masks if group.mask_key is not None else set()
 
     def needs(self):
         """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it."""
         closing = closes_piece(self.group, self.stop)
-        stationary = set(self.stationary)
-        if closing and -1 not in self.packer.stationary:
-            stationary.add(-1)
         operands = dict.fromkeys(self.operands, 0)
         operands[None] = self.operand_beats     # the beats, under a key no row has
-        return (self.stop - self.first + closing, stationary, self.mask, operands,
-                self.group.out_len)
+        return (self.stop - self.first + closing + self.loads, self.lines - self.packer.stationary,
+                self.mask, operands, self.group.out_len, self.rows)
 
-    def _fits(self):
+    def _fits(self, lines, loads):
         closing = closes_piece(self.group, self.stop)
-        extra = closing and -1 not in self.packer.stationary and -1 not in self.stationary
-        return self.packer.fits_counts(self.stop - self.first + closing,
-                                       len(self.stationary) + extra, len(self.mask),
+        return self.packer.fits_counts(self.stop - self.first + closing + loads,
+                                       len(lines - self.packer.stationary), len(self.mask),
                                        self.operand_beats, self.group.out_len)
 
     def grow(self):
         """Take one more bundle if the piece still fits the run; returns whether it did."""
         group, packer, bundle = self.group, self.packer, self.stop
-        key = int(group.stationary_keys[bundle])
-        new_key = key not in packer.stationary and key not in self.stationary
+        rows, lines = self.rows.copy(), set(self.lines)
+        loads = self.loads + packer._walk(group, bundle, bundle + 1, rows, lines)
         operand, beats = int(group.operand_keys[bundle]), int(group.beats[bundle])
         new_operand = beats and operand not in packer.operands and operand not in self.operands
-        if new_key:
-            self.stationary.add(key)
         if new_operand:
             self.operands.add(operand)
             self.operand_beats += beats
         self.stop += 1
-        if self._fits():
+        if self._fits(lines, loads):
+            self.rows, self.lines, self.loads = rows, lines, loads
             return True
         self.stop -= 1      # roll back
-        if new_key:
-            self.stationary.discard(key)
         if new_operand:
             self.operands.discard(operand)
             self.operand_beats -= beats
         return False
 
 
-def pack_runs(groups, capacity):
+def pack_runs(groups, capacity, rows):
     """``[(parts, entries), ...]``: ``groups`` packed into runs of ``capacity`` (see the
-    module's notes); ``parts`` are ``(group, first bundle, stop, partial)``."""
-    packer = _RunPacker(capacity)
+    module's notes), the stationary rows placed in scratchpads like ``rows`` (an empty
+    :class:`~gen.compiler.scratchpad.ScratchpadRows`); ``parts`` are ``(group, first
+    bundle, stop, partial)``."""
+    packer = _RunPacker(capacity, rows)
     for group in groups:
         packer.add(group)
     return packer.finish()
 
 
-def run_trace(parts, entries):
-    """The :class:`~gen.model.trace.Trace` of one run's group parts."""
+def run_trace(parts, entries, rows):
+    """The :class:`~gen.model.trace.Trace` of one run's group parts, the stationary rows
+    placed in scratchpads like ``rows`` (empty, as :func:`pack_runs` was given): a load
+    bundle for every line a bundle's rows need before it."""
+    rows = rows.copy()
     pieces = []
     for group, first, stop, partial in parts:
         columns = {name: getattr(group, name)[first:stop]
@@ -200,8 +216,8 @@ def run_trace(parts, entries):
         beats = group.beats[first:stop]
         elements = group.elements[first:stop]
         row_last = np.zeros(stop - first, np.bool_)
+        pes = columns["takes"].shape[1]
         if partial and closes_piece(group, stop):
-            pes = columns["takes"].shape[1]
             beats, elements = np.append(beats, 0), np.append(elements, 0)
             row_last = np.append(row_last, True)
             columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
@@ -212,7 +228,30 @@ def run_trace(parts, entries):
             row_last[-1] = True
             columns["takes"] = columns["takes"].copy()
             columns["takes"][-1] = True
-        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements))
+        count = len(beats)
+        row_first = np.full(count, -1, np.int32)
+        row_count = np.zeros(count, np.int32)
+        at, lines = [], []
+        for bundle in range(first, stop):
+            line, key, loads = bundle_rows(rows, group, bundle)
+            if key is not None:
+                row_first[bundle - first] = line
+                row_count[bundle - first] = -(-int(group.row_length[bundle]) // rows.words)
+            at += [bundle - first] * len(loads)
+            lines += [address for address, _ in loads]
+        load_line = np.full(count, -1, np.int32)
+        if at:
+            # Load bundles: every PE takes them, none with beats; one accept cycle each.
+            beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)
+            row_last = np.insert(row_last, at, False)
+            columns["takes"] = np.insert(columns["takes"], at, True, axis=0)
+            columns["works"] = np.insert(columns["works"], at, False, axis=0)
+            for name, none in TIMING.items():
+                columns[name] = np.insert(columns[name], at, none, axis=0)
+            row_first, row_count = np.insert(row_first, at, -1), np.insert(row_count, at, 0)
+            load_line = np.insert(load_line, at, lines)
+        pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements,
+                       load_line, row_first, row_count))
     trace = Trace(
         beats=np.concatenate([p[0] for p in pieces]).astype(np.int32),
         row_last=np.concatenate([p[1] for p in pieces]),
@@ -221,7 +260,10 @@ def run_trace(parts, entries):
         works=np.concatenate([p[3]["works"] for p in pieces]),
         **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32)
            for name in TIMING},
-        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32), entries=entries)
+        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32),
+        load_line=np.concatenate([p[5] for p in pieces]).astype(np.int32),
+        row_first=np.concatenate([p[6] for p in pieces]).astype(np.int32),
+        row_count=np.concatenate([p[7] for p in pieces]).astype(np.int32), entries=entries)
     trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
                             for group, first, stop, _ in parts)
     return trace

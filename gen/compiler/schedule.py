@@ -46,6 +46,7 @@ from hw.config import AccelConfig
 from .layer import check_mode
 from .mapping import Mapping
 from .runs import TIMING, Capacity, pack_runs, run_trace
+from .scratchpad import ScratchpadRows
 from .tiling import closing_offset, closing_tile, needs_closing
 from .work import SlotTables, primitive_work
 
@@ -101,12 +102,15 @@ class Group:
     ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
     ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``trailing_issue``, ``mac_elements``, and ``issued_macs``
     per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
-    without a row; made from ``placement`` when asked for) and ``mask_rows`` (BP). ``columns`` is the slice of the rows the group holds,
+    without a row; made from ``placement`` when asked for; ``placement_key`` tells
+    placements apart) and ``mask_rows`` (BP); ``row_length`` per bundle, the operands of
+    its stationary rows. ``columns`` is the slice of the rows the group holds,
     ``out_len`` its length, ``mask_key`` its mask entry's key (BP)."""
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
-                 "out_len", "columns", "placement", "takes", "works", "issue", "last_issue",
+                 "out_len", "columns", "placement", "placement_key", "row_length", "takes",
+                 "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue",
                  "mac_elements",
                  "issued_macs", "effectual_macs")
@@ -173,11 +177,12 @@ class Schedule:
         self.parts = layout.parts
         self.groups, self.estimate = groups, estimate
         self.effectual_macs = sum(group.effectual_macs for group in groups)
-        self.runs = pack_runs(groups, capacity) if capacity is not None else None
+        self.rows = ScratchpadRows.of(config)
+        self.runs = pack_runs(groups, capacity, self.rows) if capacity is not None else None
 
     def traces(self):
         """The :class:`~gen.model.trace.Trace` of every run."""
-        return [run_trace(parts, entries) for parts, entries in self.runs]
+        return [run_trace(parts, entries, self.rows) for parts, entries in self.runs]
 
 
 def schedule_layer(config, spec, *, dense, pes=None, capacity=None, runs=True, mapping=None):
@@ -263,6 +268,9 @@ def _groups(config, layout, pes, dense):
                     # Per PE its output row (i, j, l), made only when asked for: the
                     # models do not need them.
                     placement = (i, l, js, member_of, real)
+                    # Which PE holds which member's stationary rows: rows placed in
+                    # the scratchpads for one placement serve another only if equal.
+                    placement_key = member_of.tobytes() + real.tobytes()
                     for (t_list, q_list, beats, closes, out_len, closing, idle, row_work,
                          start, width) in positions:
                         group_effectual = int(work.effectual[t_list, q_list].sum()) \
@@ -274,6 +282,7 @@ def _groups(config, layout, pes, dense):
                                        a_index, b_index, offset, b_key, mask_index, block,
                                        tiles, real, safe, start, width)
                         group.placement = placement
+                        group.placement_key = placement_key
                         group.effectual_macs = group_effectual
                         groups.append(group)
                         # A PE without a row of its own runs member 0's row on zero
@@ -311,6 +320,9 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     group.present = np.zeros((bundles, pes), np.bool_)
     group.present[:count] = real[None, :] & present[t_list][:, safe]
     group.present[count:] = real[None, :]
+    # Operands of each bundle's stationary rows (its task tile's slice of them).
+    group.row_length = np.zeros(bundles, np.int64)
+    group.row_length[:count] = layout.parts[q_list, 3] - layout.parts[q_list, 2]
     # Entries of only zero rows are equal whatever rows they are.
     b_slices = layout.b_slices[q_list]
     group.stationary_keys = np.full(bundles, -1, np.int64)

@@ -33,6 +33,7 @@ from hw.layouts import Phase, bundle_layout, element_layout, result_layout, task
 from pruning import golden
 from pruning.fixedpoint import saturate
 
+from .schedule import works_in
 from .scratchpad import ScratchpadRows
 from .tiling import (check_fits, check_values, closing_offset, closing_tile, needs_closing,
                      row_tiling, task_slots)
@@ -362,7 +363,7 @@ class Packer:
         """The task-stream entry that writes ``operands`` (``line_words`` of them) into
         scratchpad line ``line``."""
         values = self._task_values(_LOAD, line)
-        values.update(load=1, line=list(operands))
+        values.update(load=1, empty=1, line=list(operands))
         return self._bits(self.task_layout, values)
 
     def task_stream(self, tasks, rows=None):
@@ -370,13 +371,14 @@ class Packer:
         loaded (when the scratchpad does not hold it already, by value) before it.
         ``rows``: a :class:`~gen.compiler.scratchpad.ScratchpadRows` to place them with
         (a fresh one by default)."""
-        rows = rows or ScratchpadRows(self._config)
+        rows = rows or ScratchpadRows.of(self._config)
         entries = []
         for task in tasks:
             line = 0
             if not task.empty:
-                line, loads = rows.place(task.stationary, task.stationary)
-                entries += [self.load(address, operands) for address, operands in loads]
+                line, loads = rows.place(task.stationary, len(task.stationary))
+                entries += [self.load(address, rows.lines_of(task.stationary, index))
+                            for address, index in loads]
             entries.append(self.task(task, line))
         return entries
 
@@ -398,25 +400,46 @@ class Packer:
             "line": [0] * self._config.line_words,
         })
 
-    def bundle(self, tasks, present=None):
-        """One array bundle from the aligned tasks of all PEs (shared geometry).
-
-        ``present`` lists, per PE, whether it has an output row of its own
-        (default: all do)."""
-        first = tasks[0]
-        shared = ("phase", "stride", "pad", "kernel", "in_width", "out_width", "dense",
-                  "row_last", "elements", "offset")
-        for task in tasks[1:]:
-            if any(getattr(task, name) != getattr(first, name) for name in shared):
-                raise ValueError("tasks of one bundle must share geometry and streamed elements")
-        present = [here and task.present
-                   for here, task in zip(present or [True] * len(tasks), tasks)]
-        return self._bits(bundle_layout(self._config), {
-            "task": self._task_values(first),
-            "stationary": [self.padded(task.stationary) for task in tasks],
-            "mask": [self.mask_bits(task.mask) for task in tasks],
-            "present": sum(1 << p for p, here in enumerate(present) if here),
-        })
+    def bundle_stream(self, bundles, rows=None):
+        """The PE array's task-stream entries of ``bundles`` (``[(tasks, present), ...]``,
+        the aligned tasks of all PEs, as :func:`gen.compiler.program.bundle_tasks` gives
+        them): each bundle's stationary rows loaded (by value: every PE's row) before it
+        when the scratchpads do not hold them, a load bundle per line. A PE works on a
+        primitive when it is present and, in sparse mode, its row and mask are not all
+        zero (:func:`gen.compiler.schedule.works_in`). ``rows``: the
+        :class:`~gen.compiler.scratchpad.ScratchpadRows` to place them with."""
+        rows = rows or ScratchpadRows.of(self._config)
+        layout, pes = bundle_layout(self._config), len(bundles[0][0]) if bundles else 0
+        entries = []
+        for tasks, present in bundles:
+            first = tasks[0]
+            shared = ("phase", "stride", "pad", "kernel", "in_width", "out_width", "dense",
+                      "row_last", "elements", "offset")
+            for task in tasks[1:]:
+                if any(getattr(task, name) != getattr(first, name) for name in shared):
+                    raise ValueError("tasks of one bundle must share geometry and streamed "
+                                     "elements")
+            here = [bool(p) and task.present for p, task in zip(present, tasks)]
+            works = [bool(w) for w in works_in(first.dense, np.array(here),
+                                               np.array([task.idle for task in tasks]))]
+            line = 0
+            if first.elements and any(works):
+                key = tuple(task.stationary for task in tasks)
+                line, loads = rows.place(key, len(first.stationary))
+                for address, index in loads:
+                    entries.append(self._bits(layout, {
+                        "task": {**self._task_values(_LOAD, address), "load": 1, "empty": 1},
+                        "mask": [0] * pes,
+                        "line": [rows.lines_of(task.stationary, index) for task in tasks],
+                        "works": (1 << pes) - 1,
+                    }))
+            entries.append(self._bits(layout, {
+                "task": self._task_values(first, line),
+                "mask": [self.mask_bits(task.mask) for task in tasks],
+                "line": [[0] * self._config.line_words] * pes,
+                "works": sum(1 << p for p, here in enumerate(works) if here),
+            }))
+        return entries
 
     def beats(self, task):
         """The operand beats of a task: its elements, ``elements_per_beat`` at a time."""

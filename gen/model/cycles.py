@@ -17,7 +17,9 @@ primitive is summarized in a :class:`~gen.model.trace.Trace` of the run:
   element's MACs, ``lanes`` per cycle, two cycles after accepting it; an
   output row that ends without a MAC on its last element costs an end
   marker; a new row waits for its psum bank, which a drain of ``out_len``
-  outputs frees, one drain after the other.
+  outputs frees, one drain after the other;
+- a load bundle costs every PE an accept cycle, once the last primitive that
+  read the scratchpad line it writes has issued.
 
 Every latency is the RTL's own, exported by the block that fixes it
 (:data:`hw.controller.FIRST_BUNDLE`, :data:`hw.controller.OPERAND_LATENCY`,
@@ -78,8 +80,9 @@ def simulate(config, trace):
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
                              trace.last_mac, trace.trailing_issue, trace.mac_elements,
+                             trace.load_line, trace.row_first, trace.row_count,
                              config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
-                             issue_lead(config))
+                             issue_lead(config), config.scratchpad_lines)
     return RunCycles(int(cycles), int(busy))
 
 
@@ -105,8 +108,12 @@ def predict(config, traces, *, progress=False):
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
               span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
-              queue_depth, banks, ranges, lead_elements):
+              load_line, row_first, row_count, queue_depth, banks, ranges, lead_elements,
+              lines):
     bundles, pes = takes.shape
+    # Per PE and scratchpad line: the end of the issue of the last primitive that read
+    # it (a load into it waits for that).
+    line_free = np.zeros((pes, lines), np.int64)
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
     # cycle, its psum banks' free cycles, the bank of its open row, and its
@@ -236,6 +243,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     lengths[intervals] = issue[b, p]
                     intervals += 1
                     issue_free[p] = stop
+                    for line in range(row_first[b], row_first[b] + row_count[b]):
+                        line_free[p, line] = stop
                     tail_issue[p] = stop - last_mac[b, p]
                     element_cycles[p] = max(1, (issue[b, p] // max(1, mac_elements[b, p])
                                                 + last_mac[b, p]) // 2)
@@ -248,6 +257,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
+            elif load_line[b] >= 0:
+                # A load: one cycle, once no element in flight reads its line.
+                done[p] = max(take + TASK_LATENCY, line_free[p, load_line[b]])
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:

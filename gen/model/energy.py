@@ -10,13 +10,13 @@ event          count
 ``psum``       psum register-file accesses: read and write per issued MAC,
                read and clear per drained output
 ``elements``   element-queue push and pop per streamed element per working PE
-``rows``       the PE's row store (:class:`hw.rows.RowStore`): a row written per
-               task with elements a PE takes, an operand read per issued MAC
+``scratchpad`` the PEs' stationary scratchpads (:class:`hw.scratchpad.Scratchpad`):
+               a line written per load per PE, an operand read per issued MAC
 ``tasks``      task-queue write and read per PE that takes a bundle
 ``beats``      beat-queue write and read per beat per working PE
 ``program``    program-buffer read per command
-``stationary`` stationary-buffer read per command (the whole entry: a
-               ``max_row`` row per PE, as the controller reads it)
+``stationary`` stationary-buffer read per load command (the whole entry: a
+               line per PE, as the controller reads it)
 ``mask``       mask-buffer read per command (BP)
 ``operand``    operand-buffer read per broadcast beat
 ``outputs``    output-buffer write and read per output of every PE
@@ -44,12 +44,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
-from hw.rows import row_entries
+from hw.layouts import buffer_layouts, element_layout, line_layout, task_layout, window_layout
 
 __all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj"]
 
-EVENTS = ("mac", "psum", "elements", "rows", "tasks", "beats", "program", "stationary", "mask",
+EVENTS = ("mac", "psum", "elements", "scratchpad", "tasks", "beats", "program", "stationary", "mask",
           "operand", "outputs", "loads", "dram")
 
 # Horowitz (ISSCC 2014), 45 nm: 64-bit SRAM read energy (pJ) by capacity (bytes).
@@ -93,12 +92,13 @@ def count_events(config, trace):
     element_bits = element_layout(config).size
     window_bits = window_layout(config).size
     task_bits = task_layout(config).size
-    row_bits = config.max_row * config.data_width
-    row_store = row_entries(config.queue_depth, config.elements_per_beat) * row_bits
+    line_bits = line_layout(config).size
+    scratchpad = config.scratchpad_lines * line_bits
+    loads = int((trace.load_line >= 0).sum())
     commands = trace.bundles
     program = (widths["program"], widths["program"] * config.program_depth)
-    # The stationary and mask buffers as one bank of rows per PE, read all at once.
-    stationary = (row_bits, row_bits * config.stationary_depth)
+    # The stationary and mask buffers as one bank of lines (rows) per PE, read all at once.
+    stationary = (line_bits, line_bits * config.stationary_depth)
     mask = (config.max_row, config.max_row * config.mask_depth)
     operand = (element_bits, element_bits * config.operand_depth)
     loaded_bits = (entries["program"] * widths["program"]
@@ -111,15 +111,15 @@ def count_events(config, trace):
                  2 * trace.issued_macs + 2 * outputs},
         "elements": {(window_bits, config.queue_depth * window_bits):
                      2 * int((trace.elements * works).sum())},
-        "rows": {(row_bits, row_store): int((trace.works & (trace.beats > 0)[:, None]).sum()),
-                 (config.data_width, row_store): int(trace.issued_macs)},
+        "scratchpad": {(line_bits, scratchpad): loads * pes,
+                       (config.data_width, scratchpad): int(trace.issued_macs)},
         "tasks": {(task_bits, config.array_queue_depth * task_bits): 2 * int(trace.takes.sum())},
         "beats": {(element_bits, config.array_queue_depth * element_bits):
                   2 * int((trace.beats * works).sum())},
         "program": {program: commands},
-        "stationary": {stationary: commands * pes},
-        # Only BP runs load masks; each of their commands reads an entry.
-        "mask": {mask: commands * pes if entries["mask"] else 0},
+        "stationary": {stationary: loads * pes},
+        # Only BP runs load masks; each of their primitives reads an entry.
+        "mask": {mask: (commands - loads) * pes if entries["mask"] else 0},
         "operand": {operand: int(trace.beats.sum())},
         "outputs": {(config.acc_width, config.acc_width * config.output_depth): 2 * outputs},
         "loads": {program: entries["program"], stationary: entries["stationary"] * pes,

@@ -56,6 +56,11 @@ class Trace:
         element queue paces the rest once it fills.
     elements : int32 (B,)
         Streamed elements of the bundle.
+    load_line : int32 (B,)
+        A load bundle: the scratchpad line every PE writes (-1: a primitive).
+    row_first, row_count : int32 (B,)
+        A primitive that reads stationary rows: the scratchpad line they start at and
+        their lines in every PE (-1, 0: none).
     issued_macs : int
         MACs the PEs issue in the run (the RTL's ``issued_macs`` counter).
     entries : dict
@@ -79,6 +84,9 @@ class Trace:
     trailing_issue: np.ndarray = None
     mac_elements: np.ndarray = None
     elements: np.ndarray = None
+    load_line: np.ndarray = None
+    row_first: np.ndarray = None
+    row_count: np.ndarray = None
     issued_macs: int = 0
     entries: dict = None
 
@@ -90,7 +98,10 @@ class Trace:
                    works=np.zeros((bundles, pes), np.bool_),
                    **{name: np.full((bundles, pes), none, np.int32)
                       for name, none in TIMING.items()},
-                   elements=np.zeros(bundles, np.int32))
+                   elements=np.zeros(bundles, np.int32),
+                   load_line=np.full(bundles, -1, np.int32),
+                   row_first=np.full(bundles, -1, np.int32),
+                   row_count=np.zeros(bundles, np.int32))
 
     @property
     def bundles(self):
