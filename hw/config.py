@@ -272,7 +272,7 @@ class AccelConfig:
 
 PRESETS = {
     # Fast tests: short rows, one lane, a 2x2 array.
-    "small": AccelConfig(max_row=16, queue_depth=4, line_words=4, scratchpad_lines=16,
+    "small": AccelConfig(max_row=16, queue_depth=4, line_words=4, scratchpad_lines=32,
                          pe_rows=2, pe_cols=2),
     # Two lanes per PE.
     "dual": AccelConfig(lanes=2, max_row=32, pe_rows=2, pe_cols=2),
@@ -281,7 +281,7 @@ PRESETS = {
     # (`python -m cosim random --config narrow`) reaches saturation on
     # layers small enough to simulate (with 48-bit sums it takes 2^17).
     "narrow": AccelConfig(data_width=8, acc_width=18, max_row=16, line_words=4,
-                          scratchpad_lines=16, pe_rows=2, pe_cols=2),
+                          scratchpad_lines=32, pe_rows=2, pe_cols=2),
     # The small array with every queue and the beat moved off the other presets'
     # values (3 elements per beat, a 6-deep element queue, 16-deep array queues,
     # 2 psum banks): the cycle model's latencies must follow the config.

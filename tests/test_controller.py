@@ -68,7 +68,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
         count = 0 if empty else rng.randint(1, 3)
         commands.append({
             "empty": int(empty), "row_last": rng.randint(0, 1), "load": int(load),
-            "row": rng.randrange(config.scratchpad_lines), "pad": rng.randint(0, 3),
+            "row": [rng.randrange(config.scratchpad_lines) for _ in range(pes)],
+            "pad": rng.randint(0, 3),
             "in_width": rng.randint(1, 16), "out_width": rng.randint(1, 16),
             "offset": rng.randint(0, 15), "stationary_address": rng.randrange(config.stationary_depth),
             "mask_address": rng.randrange(config.mask_depth),
@@ -130,7 +131,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
                 assert payload.task.stride == 2 and payload.task.kernel == 3
                 load = payload.task.load
                 got_bundles.append((payload.works, payload.task.empty, payload.task.row_last,
-                                    load, payload.task.row, payload.task.pad,
+                                    load, [payload.row[p] for p in range(pes)],
+                                    payload.task.pad,
                                     payload.task.in_width, payload.task.out_width,
                                     payload.task.offset,
                                     [list(payload.line[p]) for p in range(pes)] if load

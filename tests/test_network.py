@@ -99,7 +99,6 @@ def test_energy_table_follows_its_sources():
 
 
 _COMMAND = buffer_layouts(SMALL)["program"][0]
-_LOAD_BIT = _COMMAND["load"].offset
 
 
 def _commands(run):
@@ -122,11 +121,13 @@ def test_energy_events_of_a_run():
         (run,), (trace,) = pack_program(schedule), schedule.traces()
         events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
-        # A line written into every PE's scratchpad per load command of the program,
-        # and an operand read per MAC; the stationary buffer read once per load.
-        loads = sum(bits >> _LOAD_BIT & 1 for bits in _commands(run))
+        # A line written into the scratchpad of every PE a load command names, and an
+        # operand read per MAC; the stationary buffer read once per load.
+        commands = [_COMMAND.from_bits(bits) for bits in _commands(run)]
+        loads = sum(int(command.load) for command in commands)
+        lines = sum(bin(int(command.works)).count("1") for command in commands if command.load)
         assert loads and sorted(events["scratchpad"].values()) == sorted(
-            [loads * SMALL.pes, trace.issued_macs])
+            [lines, trace.issued_macs])
         assert sum(events["stationary"].values()) == loads * SMALL.pes
         assert sum(events["mask"].values()) == 0          # FF reads no mask
         # Everything loaded crosses the AXI4-Stream: at most its beats' bits.

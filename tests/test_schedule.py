@@ -104,7 +104,8 @@ def check_schedule(config, spec, *, dense, capacity=None):
     assert schedule.effectual_macs == effectual
     traces = schedule.traces()
     # The traces hold the same bundles, and a load bundle per stationary line loaded.
-    assert sum(trace.bundles - int((trace.load_line >= 0).sum()) for trace in traces) == bundles
+    assert sum(trace.bundles - int((trace.load_line >= 0).any(axis=1).sum())
+               for trace in traces) == bundles
     # The program is made of the same bundles; its entries are the schedule's.
     runs = pack_program(schedule)
     assert [run.commands for run in runs] == [trace.bundles for trace in traces]

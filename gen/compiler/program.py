@@ -140,11 +140,12 @@ class _Entries:
         self.rows = {}       # key -> (address, distinct rows)
 
     def place(self, key, rows):
-        """``(address, sources)`` of the entry ``key`` holding ``rows`` (one per PE)."""
+        """``(address, sources)`` of the entry ``key`` holding ``rows`` (one per PE; None:
+        a PE that takes none, source 0)."""
         if key not in self.rows:
-            self.rows[key] = (len(self.rows), sorted(set(rows)))
+            self.rows[key] = (len(self.rows), sorted(set(rows) - {None}))
         address, distinct = self.rows[key]
-        return address, [distinct.index(row) for row in rows]
+        return address, [0 if row is None else distinct.index(row) for row in rows]
 
     def __len__(self):
         return len(self.rows)
@@ -161,27 +162,35 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
     operands, operand_beats = {}, 0
     commands, drains, elements, beats = [], [], [], []
     rows = schedule.rows.copy()       # the scratchpads, as the schedule placed the rows
-    every_pe = (1 << pes) - 1
     for group, first, stop, partial in parts:
         for number, (tasks, present) in enumerate(bundle_tasks(schedule, group, first, stop,
                                                                 partial)):
             head = tasks[0]
             bundle = first + number
             closing = bundle >= stop
-            line = 0
+            firsts = [0] * pes
             if not closing:
-                line, key, loads = bundle_rows(rows, group, bundle)
-                for address, index in loads:
-                    # A load: every PE writes its row's line ``index`` into line ``address``.
-                    entry, sources = stationary.place(
-                        (key, index), [tuple(rows.lines_of(task.stationary, index))
-                                       for task in tasks])
+                firsts, rounds = bundle_rows(rows, group, bundle)
+                for key, round_ in rounds:
+                    # A load round: each PE named writes its row's line ``index`` into
+                    # its scratchpad line.
+                    # The entry holds the line of every PE's row (a PE without one
+                    # never loads), so it serves any PEs that load it.
+                    index = key[1]
+                    entry, sources = stationary.place(key, [
+                        tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
+                        for task, b_row in zip(tasks, group.b_row[bundle].tolist())])
+                    sources = [source if load is not None else 0
+                               for source, load in zip(sources, round_)]
                     commands.append({
                         "empty": 1, "row_last": 0, "load": 1, "pad": 0, "in_width": 0,
-                        "out_width": 0, "offset": 0, "row": address,
+                        "out_width": 0, "offset": 0,
+                        "row": [0 if load is None else load[0] for load in round_],
                         "stationary_address": entry, "mask_address": 0, "operand_address": 0,
                         "operand_beats": 0, "stationary_source": sources,
-                        "mask_source": [0] * pes, "works": every_pe})
+                        "mask_source": [0] * pes,
+                        "works": sum(1 << unit for unit, load in enumerate(round_)
+                                     if load is not None)})
                     elements.append(0)
                     beats.append(0)
             mask_address, mask_source = 0, [0] * pes
@@ -200,7 +209,7 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
             commands.append({
                 "empty": int(head.empty), "row_last": int(head.row_last), "load": 0,
                 "pad": head.pad, "in_width": head.in_width, "out_width": head.out_width,
-                "offset": head.offset, "row": line, "stationary_address": 0,
+                "offset": head.offset, "row": firsts, "stationary_address": 0,
                 "mask_address": mask_address, "operand_address": address,
                 "operand_beats": count, "stationary_source": [0] * pes,
                 "mask_source": mask_source,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import bundle_rows
+from .scratchpad import bundle_rows, needs_rows
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
 
@@ -66,13 +66,13 @@ class _RunPacker:
 
     def _walk(self, group, first, stop, rows, lines):
         """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows``
-        (updated); returns the load commands and adds their stationary-buffer lines
-        ``(key, index)`` to ``lines``."""
+        (updated); returns the load commands and adds the stationary-buffer entries they
+        read to ``lines``."""
         loads = 0
         for bundle in range(first, stop):
-            _, key, placed = bundle_rows(rows, group, bundle)
-            loads += len(placed)
-            lines.update((key, index) for _, index in placed)
+            _, rounds = bundle_rows(rows, group, bundle)
+            loads += len(rounds)
+            lines.update(entry for entry, _ in rounds)
         return loads
 
     def _needs(self, group):
@@ -229,27 +229,31 @@ def run_trace(parts, entries, rows):
             columns["takes"] = columns["takes"].copy()
             columns["takes"][-1] = True
         count = len(beats)
-        row_first = np.full(count, -1, np.int32)
+        row_first = np.full((count, pes), -1, np.int32)
         row_count = np.zeros(count, np.int32)
         at, lines = [], []
         for bundle in range(first, stop):
-            line, key, loads = bundle_rows(rows, group, bundle)
-            if key is not None:
-                row_first[bundle - first] = line
+            firsts, rounds = bundle_rows(rows, group, bundle)
+            if needs_rows(group, bundle):
+                row_first[bundle - first] = np.where(group.works[bundle], firsts, -1)
                 row_count[bundle - first] = -(-int(group.row_length[bundle]) // rows.words)
-            at += [bundle - first] * len(loads)
-            lines += [address for address, _ in loads]
-        load_line = np.full(count, -1, np.int32)
+            at += [bundle - first] * len(rounds)
+            lines += [[-1 if load is None else load[0] for load in round_]
+                      for _, round_ in rounds]
+        load_line = np.full((count, pes), -1, np.int32)
         if at:
-            # Load bundles: every PE takes them, none with beats; one accept cycle each.
+            # Load bundles: the PEs that load a line take them, without beats; one
+            # accept cycle each.
+            lines = np.array(lines, np.int32)
             beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)
             row_last = np.insert(row_last, at, False)
-            columns["takes"] = np.insert(columns["takes"], at, True, axis=0)
+            columns["takes"] = np.insert(columns["takes"], at, lines >= 0, axis=0)
             columns["works"] = np.insert(columns["works"], at, False, axis=0)
             for name, none in TIMING.items():
                 columns[name] = np.insert(columns[name], at, none, axis=0)
-            row_first, row_count = np.insert(row_first, at, -1), np.insert(row_count, at, 0)
-            load_line = np.insert(load_line, at, lines)
+            row_first = np.insert(row_first, at, -1, axis=0)
+            row_count = np.insert(row_count, at, 0)
+            load_line = np.insert(load_line, at, lines, axis=0)
         pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements,
                        load_line, row_first, row_count))
     trace = Trace(

@@ -46,7 +46,7 @@ from hw.config import AccelConfig
 from .layer import check_mode
 from .mapping import Mapping
 from .runs import TIMING, Capacity, pack_runs, run_trace
-from .scratchpad import ScratchpadRows
+from .scratchpad import ArrayRows
 from .tiling import closing_offset, closing_tile, needs_closing
 from .work import SlotTables, primitive_work
 
@@ -109,7 +109,8 @@ class Group:
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
-                 "out_len", "columns", "placement", "placement_key", "row_length", "takes",
+                 "out_len", "columns", "placement", "placement_key", "row_length", "row_slice",
+                 "takes",
                  "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue",
                  "mac_elements",
@@ -177,7 +178,7 @@ class Schedule:
         self.parts = layout.parts
         self.groups, self.estimate = groups, estimate
         self.effectual_macs = sum(group.effectual_macs for group in groups)
-        self.rows = ScratchpadRows.of(config)
+        self.rows = ArrayRows.of(config, pes)
         self.runs = pack_runs(groups, capacity, self.rows) if capacity is not None else None
 
     def traces(self):
@@ -323,6 +324,8 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     # Operands of each bundle's stationary rows (its task tile's slice of them).
     group.row_length = np.zeros(bundles, np.int64)
     group.row_length[:count] = layout.parts[q_list, 3] - layout.parts[q_list, 2]
+    group.row_slice = np.full(bundles, -1, np.int64)
+    group.row_slice[:count] = layout.b_slices[q_list]
     # Entries of only zero rows are equal whatever rows they are.
     b_slices = layout.b_slices[q_list]
     group.stationary_keys = np.full(bundles, -1, np.int64)

@@ -12,9 +12,7 @@ model's traces and the packed programs alike.
 
 from __future__ import annotations
 
-import copy
-
-__all__ = ["ScratchpadRows", "row_lines", "bundle_rows", "needs_rows"]
+__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "bundle_rows", "needs_rows"]
 
 
 def row_lines(config, length):
@@ -36,7 +34,10 @@ class ScratchpadRows:
         return cls(config.scratchpad_lines, config.line_words)
 
     def copy(self):
-        return copy.deepcopy(self)
+        other = ScratchpadRows.__new__(ScratchpadRows)
+        other.lines, other.words, other.next = self.lines, self.words, self.next
+        other.first, other.owner = dict(self.first), list(self.owner)
+        return other
 
     def place(self, key, length):
         """``(first line, loads)``: where the row of ``length`` operands named ``key`` is,
@@ -72,6 +73,35 @@ class ScratchpadRows:
             self.owner[line] = None
 
 
+class ArrayRows:
+    """The rows held by every PE's scratchpad (a :class:`ScratchpadRows` per PE), each PE
+    placing its own: a row loaded into a PE serves every later primitive that gives
+    the PE that row, whichever group (and assignment of rows to PEs) it belongs to."""
+
+    def __init__(self, pes, lines, words):
+        self.pes, self.lines, self.words = pes, lines, words
+        self.rows = [ScratchpadRows(lines, words) for _ in range(pes)]
+        # Bundles whose rows were all held, by (stationary key, placement, works), valid
+        # while no row is evicted since (epoch).
+        self.epoch = 0
+        self.held = {}
+
+    @classmethod
+    def of(cls, config, pes=None):
+        return cls(pes or config.pes, config.scratchpad_lines, config.line_words)
+
+    def words_of(self, row, index):
+        """Line ``index`` of ``row`` (operands), padded with zeros to ``words``."""
+        return self.rows[0].lines_of(row, index)
+
+    def copy(self):
+        other = ArrayRows.__new__(ArrayRows)
+        other.pes, other.lines, other.words = self.pes, self.lines, self.words
+        other.rows = [rows.copy() for rows in self.rows]
+        other.epoch, other.held = self.epoch, dict(self.held)
+        return other
+
+
 def needs_rows(group, bundle):
     """Whether bundle ``bundle`` of ``group`` reads stationary rows: a primitive with
     streamed elements that some PE works on."""
@@ -79,12 +109,44 @@ def needs_rows(group, bundle):
 
 
 def bundle_rows(rows, group, bundle):
-    """``(first line, key, loads)`` of bundle ``bundle`` of ``group`` against the placement
-    ``rows`` (updated): where its PEs' stationary rows start, the key they are held by
-    (the rows and which PE has which), and the ``(line, index)`` loads that bring them
-    in. A bundle without rows to read: ``(0, None, [])``."""
+    """``(firsts, rounds)`` of bundle ``bundle`` of ``group`` against the placement
+    ``rows`` (an :class:`ArrayRows`, updated): per PE the scratchpad line its stationary
+    row starts at (0 for a PE that reads none), and the load rounds that bring in the
+    rows not held. Round ``i`` loads line ``i`` of the rows: ``(entry, loads)``, the
+    stationary-buffer entry it reads (the bundle's stationary key and ``i``: line
+    ``i`` of each distinct row of the PEs that have one, whichever PEs load them) and
+    per PE ``(line, key, i)`` (its row, held as ``key``, goes into scratchpad line
+    ``line``) or None."""
+    pes = rows.pes
     if not needs_rows(group, bundle):
-        return 0, None, []
-    key = (int(group.stationary_keys[bundle]), group.placement_key)
-    first, loads = rows.place(key, int(group.row_length[bundle]))
-    return first, key, loads
+        return [0] * pes, []
+    works = group.works[bundle]
+    cached = (int(group.stationary_keys[bundle]), group.placement_key, works.tobytes())
+    held = rows.held.get(cached)
+    if held is not None and held[0] == rows.epoch:
+        return held[1], []
+    firsts, per_pe = [0] * pes, []
+    length, part = int(group.row_length[bundle]), int(group.row_slice[bundle])
+    b_row = group.b_row[bundle]
+    evictions = 0
+    for unit in works.nonzero()[0].tolist():
+        key = (int(b_row[unit]), part)
+        pe_rows = rows.rows[unit]
+        before = len(pe_rows.first)
+        first, loads = pe_rows.place(key, length)
+        firsts[unit] = first
+        if loads:
+            evictions += before + 1 - len(pe_rows.first)
+            per_pe.append((unit, [(line, key, index) for line, index in loads]))
+    if evictions:
+        rows.epoch += 1
+    rows.held[cached] = (rows.epoch, firsts)
+    count = max((len(loads) for _, loads in per_pe), default=0)
+    rounds = []
+    for number in range(count):
+        round_ = [None] * pes
+        for unit, loads in per_pe:
+            if number < len(loads):
+                round_[unit] = loads[number]
+        rounds.append(((cached[0], number), round_))
+    return firsts, rounds

@@ -403,13 +403,14 @@ class Packer:
     def bundle_stream(self, bundles, rows=None):
         """The PE array's task-stream entries of ``bundles`` (``[(tasks, present), ...]``,
         the aligned tasks of all PEs, as :func:`gen.compiler.program.bundle_tasks` gives
-        them): each bundle's stationary rows loaded (by value: every PE's row) before it
-        when the scratchpads do not hold them, a load bundle per line. A PE works on a
+        them): each bundle's stationary rows loaded (each PE's by value) before it where
+        the PE's scratchpad does not hold it, a load bundle per line. A PE works on a
         primitive when it is present and, in sparse mode, its row and mask are not all
-        zero (:func:`gen.compiler.schedule.works_in`). ``rows``: the
-        :class:`~gen.compiler.scratchpad.ScratchpadRows` to place them with."""
-        rows = rows or ScratchpadRows.of(self._config)
+        zero (:func:`gen.compiler.schedule.works_in`). ``rows``: per PE the
+        :class:`~gen.compiler.scratchpad.ScratchpadRows` to place its rows with."""
         layout, pes = bundle_layout(self._config), len(bundles[0][0]) if bundles else 0
+        rows = rows or [ScratchpadRows.of(self._config) for _ in range(pes)]
+        words = self._config.line_words
         entries = []
         for tasks, present in bundles:
             first = tasks[0]
@@ -422,21 +423,29 @@ class Packer:
             here = [bool(p) and task.present for p, task in zip(present, tasks)]
             works = [bool(w) for w in works_in(first.dense, np.array(here),
                                                np.array([task.idle for task in tasks]))]
-            line = 0
-            if first.elements and any(works):
-                key = tuple(task.stationary for task in tasks)
-                line, loads = rows.place(key, len(first.stationary))
-                for address, index in loads:
-                    entries.append(self._bits(layout, {
-                        "task": {**self._task_values(_LOAD, address), "load": 1, "empty": 1},
-                        "mask": [0] * pes,
-                        "line": [rows.lines_of(task.stationary, index) for task in tasks],
-                        "works": (1 << pes) - 1,
-                    }))
+            firsts, per_pe = [0] * pes, [[] for _ in range(pes)]
+            if first.elements:
+                for unit, task in enumerate(tasks):
+                    if works[unit]:
+                        firsts[unit], per_pe[unit] = rows[unit].place(task.stationary,
+                                                                      len(task.stationary))
+            for number in range(max(map(len, per_pe))):
+                loading = [number < len(loads) for loads in per_pe]
+                entries.append(self._bits(layout, {
+                    "task": {**self._task_values(_LOAD), "load": 1, "empty": 1},
+                    "mask": [0] * pes,
+                    "row": [loads[number][0] if here else 0
+                            for loads, here in zip(per_pe, loading)],
+                    "line": [rows[unit].lines_of(task.stationary, per_pe[unit][number][1])
+                             if loading[unit] else [0] * words
+                             for unit, task in enumerate(tasks)],
+                    "works": sum(1 << unit for unit, here in enumerate(loading) if here),
+                }))
             entries.append(self._bits(layout, {
-                "task": self._task_values(first, line),
+                "task": self._task_values(first),
                 "mask": [self.mask_bits(task.mask) for task in tasks],
-                "line": [[0] * self._config.line_words] * pes,
+                "row": firsts,
+                "line": [[0] * words] * pes,
                 "works": sum(1 << p for p, here in enumerate(works) if here),
             }))
         return entries

@@ -243,7 +243,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     lengths[intervals] = issue[b, p]
                     intervals += 1
                     issue_free[p] = stop
-                    for line in range(row_first[b], row_first[b] + row_count[b]):
+                    for line in range(row_first[b, p], row_first[b, p] + row_count[b]):
                         line_free[p, line] = stop
                     tail_issue[p] = stop - last_mac[b, p]
                     element_cycles[p] = max(1, (issue[b, p] // max(1, mac_elements[b, p])
@@ -257,9 +257,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
-            elif load_line[b] >= 0:
+            elif load_line[b, p] >= 0:
                 # A load: one cycle, once no element in flight reads its line.
-                done[p] = max(take + TASK_LATENCY, line_free[p, load_line[b]])
+                done[p] = max(take + TASK_LATENCY, line_free[p, load_line[b, p]])
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:

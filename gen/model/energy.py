@@ -94,7 +94,9 @@ def count_events(config, trace):
     task_bits = task_layout(config).size
     line_bits = line_layout(config).size
     scratchpad = config.scratchpad_lines * line_bits
-    loads = int((trace.load_line >= 0).sum())
+    # Load commands, and the lines the PEs write.
+    loads = int((trace.load_line >= 0).any(axis=1).sum())
+    lines_loaded = int((trace.load_line >= 0).sum())
     commands = trace.bundles
     program = (widths["program"], widths["program"] * config.program_depth)
     # The stationary and mask buffers as one bank of lines (rows) per PE, read all at once.
@@ -111,7 +113,7 @@ def count_events(config, trace):
                  2 * trace.issued_macs + 2 * outputs},
         "elements": {(window_bits, config.queue_depth * window_bits):
                      2 * int((trace.elements * works).sum())},
-        "scratchpad": {(line_bits, scratchpad): loads * pes,
+        "scratchpad": {(line_bits, scratchpad): lines_loaded,
                        (config.data_width, scratchpad): int(trace.issued_macs)},
         "tasks": {(task_bits, config.array_queue_depth * task_bits): 2 * int(trace.takes.sum())},
         "beats": {(element_bits, config.array_queue_depth * element_bits):

@@ -56,11 +56,13 @@ class Trace:
         element queue paces the rest once it fills.
     elements : int32 (B,)
         Streamed elements of the bundle.
-    load_line : int32 (B,)
-        A load bundle: the scratchpad line every PE writes (-1: a primitive).
-    row_first, row_count : int32 (B,)
-        A primitive that reads stationary rows: the scratchpad line they start at and
-        their lines in every PE (-1, 0: none).
+    load_line : int32 (B, P)
+        A load bundle: the scratchpad line the PE writes (-1: none, or a primitive).
+    row_first : int32 (B, P)
+        A primitive: the scratchpad line the PE's stationary row starts at (-1: it
+        reads none).
+    row_count : int32 (B,)
+        A primitive: the lines of its stationary rows (0: none).
     issued_macs : int
         MACs the PEs issue in the run (the RTL's ``issued_macs`` counter).
     entries : dict
@@ -99,8 +101,8 @@ class Trace:
                    **{name: np.full((bundles, pes), none, np.int32)
                       for name, none in TIMING.items()},
                    elements=np.zeros(bundles, np.int32),
-                   load_line=np.full(bundles, -1, np.int32),
-                   row_first=np.full(bundles, -1, np.int32),
+                   load_line=np.full((bundles, pes), -1, np.int32),
+                   row_first=np.full((bundles, pes), -1, np.int32),
                    row_count=np.zeros(bundles, np.int32))
 
     @property
