@@ -123,7 +123,7 @@ def test_runs_respect_the_capacity():
         assert run.commands <= capacity.program
         assert run.outputs_per_pe <= capacity.outputs
     # Every bundle of every group is in exactly one run, after the loads of its rows.
-    loads = sum(int((trace.load_line >= 0).sum()) for trace in schedule.traces())
+    loads = sum(int((trace.load_line >= 0).any(axis=1).sum()) for trace in schedule.traces())
     assert loads and sum(run.commands for run in runs) == sum(
         group.bundles for group in schedule.groups) + loads
 
