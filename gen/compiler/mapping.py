@@ -243,7 +243,9 @@ class Mapping:
             return a_index, b_index, np.zeros_like(a_index), k * r_len + r, mask_index
         k, block = i, l
         rows = np.asarray(self.block_rows(block))
-        r, n, e = [v.ravel() for v in np.meshgrid(rows, np.arange(n_len), np.arange(e_len),
+        # Kernel rows innermost: the input rows of consecutive primitives slide by the
+        # stride, so a PE's scratchpad keeps most of them for the next ones.
+        n, e, r = [v.ravel() for v in np.meshgrid(np.arange(n_len), np.arange(e_len), rows,
                                                    indexing="ij")]
         h = e * stride + r - pad
         keep = (h >= 0) & (h < h_len)
