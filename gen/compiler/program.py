@@ -22,9 +22,9 @@ import numpy as np
 from hw.config import PHASE_CODES
 from hw.layouts import buffer_layouts
 
-from .runs import closes_piece
+from .runs import closes_piece, load_entries
 from .schedule import bundle_geometry
-from .scratchpad import bundle_rows
+from .scratchpad import group_rows
 from .tasks import Packer, RowTask, pack_payload
 
 __all__ = ["Run", "Drain", "pack_program", "bundle_tasks", "program_json"]
@@ -163,36 +163,34 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
     commands, drains, elements, beats = [], [], [], []
     rows = schedule.rows.copy()       # the scratchpads, as the schedule placed the rows
     for group, first, stop, partial in parts:
+        placed, loaded, rounds = group_rows(rows, group, first, stop)
         for number, (tasks, present) in enumerate(bundle_tasks(schedule, group, first, stop,
                                                                 partial)):
             head = tasks[0]
             bundle = first + number
             closing = bundle >= stop
-            firsts = [0] * pes
-            if not closing:
-                firsts, rounds = bundle_rows(rows, group, bundle)
-                for key, round_ in rounds:
-                    # A load round: each PE named writes its row's line ``index`` into
-                    # its scratchpad line.
-                    # The entry holds the line of every PE's row (a PE without one
-                    # never loads), so it serves any PEs that load it.
-                    index = key[1]
-                    entry, sources = stationary.place(key, [
-                        tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
-                        for task, b_row in zip(tasks, group.b_row[bundle].tolist())])
-                    sources = [source if load is not None else 0
-                               for source, load in zip(sources, round_)]
-                    commands.append({
-                        "empty": 1, "row_last": 0, "load": 1, "pad": 0, "in_width": 0,
-                        "out_width": 0, "offset": 0,
-                        "row": [0 if load is None else load[0] for load in round_],
-                        "stationary_address": entry, "mask_address": 0, "operand_address": 0,
-                        "operand_beats": 0, "stationary_source": sources,
-                        "mask_source": [0] * pes,
-                        "works": sum(1 << unit for unit, load in enumerate(round_)
-                                     if load is not None)})
-                    elements.append(0)
-                    beats.append(0)
+            firsts = [0] * pes if closing else placed[number].tolist()
+            loading = [] if closing else loaded[number].tolist()
+            for index in range(0 if closing else int(rounds[number])):
+                # Load round ``index``: each PE named writes line ``index`` of its row
+                # into its scratchpad. The entry holds that line of every PE's row (a PE
+                # without one never loads), so it serves any PEs that load it.
+                (key,) = load_entries(group, bundle, rounds[number:number + 1])[index:index + 1]
+                entry, sources = stationary.place(key, [
+                    tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
+                    for task, b_row in zip(tasks, group.b_row[bundle].tolist())])
+                commands.append({
+                    "empty": 1, "row_last": 0, "load": 1, "pad": 0, "in_width": 0,
+                    "out_width": 0, "offset": 0,
+                    "row": [line + index if here else 0 for line, here in zip(firsts, loading)],
+                    "stationary_address": entry, "mask_address": 0, "operand_address": 0,
+                    "operand_beats": 0,
+                    "stationary_source": [source if here else 0
+                                          for source, here in zip(sources, loading)],
+                    "mask_source": [0] * pes,
+                    "works": sum(1 << unit for unit, here in enumerate(loading) if here)})
+                elements.append(0)
+                beats.append(0)
             mask_address, mask_source = 0, [0] * pes
             if group.mask_key is not None:
                 mask_address, mask_source = masks.place(group.mask_key,

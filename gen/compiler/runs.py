@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import bundle_rows, needs_rows
+from .scratchpad import group_rows
 
-__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "TIMING"]
+__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,15 @@ class Capacity:
     def of(cls, config):
         return cls(config.program_depth, config.operand_depth, config.stationary_depth,
                    config.mask_depth, config.output_depth)
+
+
+def load_entries(group, first, rounds):
+    """The stationary-buffer entries the load rounds of bundles ``first..`` of ``group``
+    read: round ``i`` of a bundle reads entry (its stationary key, ``i``), line ``i`` of
+    every distinct row of the PEs that have one, whichever PEs load it."""
+    return [(int(group.stationary_keys[first + number]), index)
+            for number in np.flatnonzero(rounds).tolist()
+            for index in range(int(rounds[number]))]
 
 
 def closes_piece(group, stop):
@@ -67,13 +76,10 @@ class _RunPacker:
     def _walk(self, group, first, stop, rows, lines):
         """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows``
         (updated); returns the load commands and adds the stationary-buffer entries they
-        read to ``lines``."""
-        loads = 0
-        for bundle in range(first, stop):
-            _, rounds = bundle_rows(rows, group, bundle)
-            loads += len(rounds)
-            lines.update(entry for entry, _ in rounds)
-        return loads
+        read (:func:`load_entries`) to ``lines``."""
+        _, _, rounds = group_rows(rows, group, first, stop)
+        lines.update(load_entries(group, first, rounds))
+        return int(rounds.sum())
 
     def _needs(self, group):
         """What a whole group adds to the run: ``(commands, stationary lines, mask keys,
@@ -229,22 +235,23 @@ def run_trace(parts, entries, rows):
             columns["takes"] = columns["takes"].copy()
             columns["takes"][-1] = True
         count = len(beats)
+        firsts, loaded, rounds = group_rows(rows, group, first, stop)
+        reads = np.zeros(count, np.bool_)
+        reads[:stop - first] = ((group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0)
+                                & group.works[first:stop].any(axis=1))
         row_first = np.full((count, pes), -1, np.int32)
+        row_first[:stop - first] = np.where(group.works[first:stop] & reads[:stop - first, None],
+                                            firsts, -1)
         row_count = np.zeros(count, np.int32)
-        at, lines = [], []
-        for bundle in range(first, stop):
-            firsts, rounds = bundle_rows(rows, group, bundle)
-            if needs_rows(group, bundle):
-                row_first[bundle - first] = np.where(group.works[bundle], firsts, -1)
-                row_count[bundle - first] = -(-int(group.row_length[bundle]) // rows.words)
-            at += [bundle - first] * len(rounds)
-            lines += [[-1 if load is None else load[0] for load in round_]
-                      for _, round_ in rounds]
+        row_count[:stop - first] = np.where(reads[:stop - first],
+                                            -(-group.row_length[first:stop] // rows.words), 0)
         load_line = np.full((count, pes), -1, np.int32)
-        if at:
+        if rounds.any():
             # Load bundles: the PEs that load a line take them, without beats; one
-            # accept cycle each.
-            lines = np.array(lines, np.int32)
+            # accept cycle each. Round i of a bundle writes line i of its loaded rows.
+            at = np.repeat(np.arange(stop - first), rounds)
+            index = np.arange(len(at)) - np.repeat(np.cumsum(rounds) - rounds, rounds)
+            lines = np.where(loaded[at], firsts[at] + index[:, None], -1).astype(np.int32)
             beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)
             row_last = np.insert(row_last, at, False)
             columns["takes"] = np.insert(columns["takes"], at, lines >= 0, axis=0)

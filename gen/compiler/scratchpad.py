@@ -5,14 +5,17 @@ and take ``ceil(length / line_words)`` lines; a row not held is placed at the
 next free position in turn (a ring of lines; a row never wraps past the last
 line) and evicts the rows it overwrites. A load entry per line writes it.
 The same placement serves a lone PE (tests and benches, rows by value) and
-the array's programs (:func:`bundle_rows`: a bundle's rows at the same lines
-in every PE, by which rows they are), for the schedule's runs, the cycle
+the array's programs (:func:`group_rows`: each PE places its own rows, by
+which rows they are), for the schedule's runs, the cycle
 model's traces and the packed programs alike.
 """
 
 from __future__ import annotations
 
-__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "bundle_rows", "needs_rows"]
+import numba
+import numpy as np
+
+__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "group_rows", "needs_rows"]
 
 
 def row_lines(config, length):
@@ -74,32 +77,34 @@ class ScratchpadRows:
 
 
 class ArrayRows:
-    """The rows held by every PE's scratchpad (a :class:`ScratchpadRows` per PE), each PE
-    placing its own: a row loaded into a PE serves every later primitive that gives
-    the PE that row, whichever group (and assignment of rows to PEs) it belongs to."""
+    """The rows held by every PE's scratchpad, each PE placing its own as
+    :class:`ScratchpadRows` does (a ring of lines, a row evicting the rows it
+    overwrites), kept in arrays for :func:`group_rows`: a row loaded into a PE serves
+    every later primitive that gives the PE that row, whichever group (and assignment
+    of rows to PEs) it belongs to."""
 
     def __init__(self, pes, lines, words):
         self.pes, self.lines, self.words = pes, lines, words
-        self.rows = [ScratchpadRows(lines, words) for _ in range(pes)]
-        # Bundles whose rows were all held, by (stationary key, placement, works), valid
-        # while no row is evicted since (epoch).
-        self.epoch = 0
-        self.held = {}
+        self.row_key = np.full((pes, lines), -1, np.int64)     # key of the row starting here
+        self.row_lines = np.zeros((pes, lines), np.int64)      # and its lines
+        self.covered = np.full((pes, lines), -1, np.int64)     # first line of the row here
+        self.next = np.zeros(pes, np.int64)
 
     @classmethod
     def of(cls, config, pes=None):
         return cls(pes or config.pes, config.scratchpad_lines, config.line_words)
 
-    def words_of(self, row, index):
-        """Line ``index`` of ``row`` (operands), padded with zeros to ``words``."""
-        return self.rows[0].lines_of(row, index)
-
     def copy(self):
         other = ArrayRows.__new__(ArrayRows)
         other.pes, other.lines, other.words = self.pes, self.lines, self.words
-        other.rows = [rows.copy() for rows in self.rows]
-        other.epoch, other.held = self.epoch, dict(self.held)
+        for name in ("row_key", "row_lines", "covered", "next"):
+            setattr(other, name, getattr(self, name).copy())
         return other
+
+    def words_of(self, row, index):
+        """Line ``index`` of ``row`` (operands), padded with zeros to ``words``."""
+        part = list(row[index * self.words:(index + 1) * self.words])
+        return part + [0] * (self.words - len(part))
 
 
 def needs_rows(group, bundle):
@@ -108,45 +113,61 @@ def needs_rows(group, bundle):
     return bool(group.tile[bundle] >= 0 and group.beats[bundle] and group.works[bundle].any())
 
 
-def bundle_rows(rows, group, bundle):
-    """``(firsts, rounds)`` of bundle ``bundle`` of ``group`` against the placement
-    ``rows`` (an :class:`ArrayRows`, updated): per PE the scratchpad line its stationary
-    row starts at (0 for a PE that reads none), and the load rounds that bring in the
-    rows not held. Round ``i`` loads line ``i`` of the rows: ``(entry, loads)``, the
-    stationary-buffer entry it reads (the bundle's stationary key and ``i``: line
-    ``i`` of each distinct row of the PEs that have one, whichever PEs load them) and
-    per PE ``(line, key, i)`` (its row, held as ``key``, goes into scratchpad line
-    ``line``) or None."""
-    pes = rows.pes
-    if not needs_rows(group, bundle):
-        return [0] * pes, []
-    works = group.works[bundle]
-    cached = (int(group.stationary_keys[bundle]), group.placement_key, works.tobytes())
-    held = rows.held.get(cached)
-    if held is not None and held[0] == rows.epoch:
-        return held[1], []
-    firsts, per_pe = [0] * pes, []
-    length, part = int(group.row_length[bundle]), int(group.row_slice[bundle])
-    b_row = group.b_row[bundle]
-    evictions = 0
-    for unit in works.nonzero()[0].tolist():
-        key = (int(b_row[unit]), part)
-        pe_rows = rows.rows[unit]
-        before = len(pe_rows.first)
-        first, loads = pe_rows.place(key, length)
-        firsts[unit] = first
-        if loads:
-            evictions += before + 1 - len(pe_rows.first)
-            per_pe.append((unit, [(line, key, index) for line, index in loads]))
-    if evictions:
-        rows.epoch += 1
-    rows.held[cached] = (rows.epoch, firsts)
-    count = max((len(loads) for _, loads in per_pe), default=0)
-    rounds = []
-    for number in range(count):
-        round_ = [None] * pes
-        for unit, loads in per_pe:
-            if number < len(loads):
-                round_[unit] = loads[number]
-        rounds.append(((cached[0], number), round_))
-    return firsts, rounds
+# A row's key: which row (its index in the stationary tensor) and which slice of it.
+_SLICE_BITS = 20
+
+
+def group_rows(rows, group, first, stop):
+    """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows`` (an
+    :class:`ArrayRows`, updated). Returns ``(firsts, loaded, rounds)``: per bundle and
+    PE the scratchpad line its row starts at (0 where it reads none) and whether it
+    loads the row before the bundle; per bundle its load rounds (round ``i`` loads line
+    ``i`` of every loaded row into line ``firsts + i``; 0: every row is held)."""
+    works = group.works[first:stop]
+    needs = (group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0) & works.any(axis=1)
+    codes = (group.b_row[first:stop] << _SLICE_BITS) | group.row_slice[first:stop, None]
+    counts = -(-group.row_length[first:stop] // rows.words)
+    firsts = np.zeros(works.shape, np.int64)
+    loaded = np.zeros(works.shape, np.bool_)
+    _place(rows.row_key, rows.row_lines, rows.covered, rows.next, codes, works, needs,
+           np.maximum(counts, 1), firsts, loaded)
+    rounds = np.where(loaded.any(axis=1), np.maximum(counts, 1), 0)
+    return firsts, loaded, rounds
+
+
+@numba.njit(cache=True)
+def _place(row_key, row_lines, covered, nxt, codes, works, needs, counts, firsts, loaded):
+    bundles, pes = works.shape
+    lines = row_key.shape[1]
+    for b in range(bundles):
+        if not needs[b]:
+            continue
+        count = counts[b]
+        for p in range(pes):
+            if not works[b, p]:
+                continue
+            key = codes[b, p]
+            found = -1
+            for line in range(lines):
+                if row_key[p, line] == key:
+                    found = line
+                    break
+            if found >= 0:
+                firsts[b, p] = found
+                continue
+            start = nxt[p]
+            if start + count > lines:
+                start = 0
+            for line in range(start, start + count):
+                old = covered[p, line]
+                if old >= 0:
+                    for other in range(old, old + row_lines[p, old]):
+                        covered[p, other] = -1
+                    row_key[p, old] = -1
+            row_key[p, start] = key
+            row_lines[p, start] = count
+            for line in range(start, start + count):
+                covered[p, line] = start
+            nxt[p] = (start + count) % lines
+            firsts[b, p] = start
+            loaded[b, p] = True
