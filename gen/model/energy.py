@@ -44,10 +44,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hw.buffer import entry_beats
 from hw.layouts import buffer_layouts, element_layout, task_layout, window_layout
 from hw.rows import row_entries
 
-__all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj"]
+__all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj", "on_chip_storage"]
 
 EVENTS = ("mac", "psum", "elements", "rows", "tasks", "beats", "program", "stationary", "mask",
           "operand", "outputs", "loads", "dram")
@@ -80,6 +81,32 @@ class EnergyTable:
             (s0, e0), (s1, e1) = points[1], points[2]
         slope = math.log(e1 / e0) / math.log(s1 / s0)
         return e0 * (size / s0) ** slope / 64
+
+
+def on_chip_storage(config):
+    """``{name: (kind, bits)}`` of every storage array of ``config``'s accelerator, from the
+    layouts and depths that build it: ``kind`` is ``"sram"`` (the buffers, each entry
+    padded to whole load beats; the output banks; the array's queues, whose FIFOs hold
+    ``depth - 1`` entries in memory and one in their output register, counted with the
+    flip-flops), ``"register file"`` (the PEs' partial sums) or ``"flip-flops"`` (the
+    PEs' element queues and row stores, too small for a macro)."""
+    pes, depth = config.pes, config.array_queue_depth
+    storage = {f"{name} buffer": ("sram", entry_beats(shape, config.stream_width)
+                                   * config.stream_width * entries)
+               for name, (shape, entries) in buffer_layouts(config).items()}
+    storage["output buffer"] = ("sram", pes * config.output_depth * config.acc_width)
+    for name, width in (("task queues", task_layout(config).size),
+                        ("beat queues", element_layout(config).size)):
+        storage[name] = ("sram", pes * (depth - 1) * width)
+    storage["routing queue"] = ("sram", (depth - 1) * pes)
+    storage["partial sums"] = ("register file",
+                               pes * config.psum_banks * config.max_row * config.acc_width)
+    storage["element queues"] = ("flip-flops",
+                                 pes * config.queue_depth * window_layout(config).size)
+    storage["row stores"] = ("flip-flops", pes * row_entries(config.queue_depth,
+                                                             config.elements_per_beat)
+                             * config.max_row * config.data_width)
+    return storage
 
 
 def count_events(config, trace):
