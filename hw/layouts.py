@@ -12,11 +12,11 @@ from amaranth import Mux, signed, unsigned
 from amaranth.lib import data, enum
 
 from .config import PHASE_CODES
-from .rows import row_entries
+from .rows import entry_shape, row_entries
 
 __all__ = ["Phase", "task_layout", "element_layout", "result_layout", "window_layout",
-           "slot_indices", "bundle_layout", "array_result_layout", "command_layout", "stationary_layout",
-           "mask_layout", "buffer_layouts", "output_length"]
+           "slot_indices", "bundle_layout", "array_result_layout", "command_layout",
+           "stationary_layout", "mask_layout", "buffer_layouts", "output_length"]
 
 
 class Phase(enum.Enum, shape=2):
@@ -110,7 +110,7 @@ def window_layout(config):
         "operand_step": unsigned(config.stride_width),
         "target_base": index,
         "target_down": unsigned(1),
-        "row": unsigned(max(1, (row_entries(config.queue_depth, config.elements_per_beat) - 1).bit_length())),
+        "row": entry_shape(row_entries(config.queue_depth, config.elements_per_beat)),
         "row_last": unsigned(1),
         "out_len": index,
     })

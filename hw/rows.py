@@ -23,7 +23,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RowStore", "row_entries"]
+__all__ = ["RowStore", "row_entries", "entry_shape"]
 
 
 def row_entries(queue_depth, elements_per_beat):
@@ -32,6 +32,12 @@ def row_entries(queue_depth, elements_per_beat):
     queue, which issues one element while it accepts the next)."""
     queued_tasks = queue_depth - elements_per_beat + 1 if queue_depth else 0
     return queued_tasks + 2
+
+
+def entry_shape(entries):
+    """Shape of an entry number of a :class:`RowStore` of ``entries`` entries (what a
+    queued element names)."""
+    return unsigned(max(1, (entries - 1).bit_length()))
 
 
 class RowStore(wiring.Component):
@@ -73,7 +79,7 @@ class RowStore(wiring.Component):
             raise ValueError(f"reads must be a positive int, not {reads!r}")
         self._config, self._entries, self._reads = config, entries, reads
         width, max_row = config.data_width, config.max_row
-        entry = unsigned(max(1, (entries - 1).bit_length()))
+        entry = entry_shape(entries)
         super().__init__({
             "take": In(1),
             "row": In(data.ArrayLayout(signed(width), max_row)),
@@ -107,7 +113,8 @@ class RowStore(wiring.Component):
                           self.entry)),
         ]
         write = rows.write_port()
-        m.d.comb += [write.addr.eq(target), write.data.eq(self.row), write.en.eq(self.take & ~self.empty)]
+        m.d.comb += [write.addr.eq(target), write.data.eq(self.row),
+                     write.en.eq(self.take & ~self.empty)]
         with m.If(self.take):
             m.d.sync += [self.entry.eq(target), used.eq(0),
                          self.nonzero.eq(Cat(value != 0 for value in self.row))]

@@ -83,6 +83,17 @@ class EnergyTable:
         return e0 * (size / s0) ** slope / 64
 
 
+def _psum_bits(config):
+    """Bits of one PE's partial-sum banks."""
+    return config.psum_banks * config.max_row * config.acc_width
+
+
+def _row_store_bits(config):
+    """Bits of one PE's row store (:class:`hw.rows.RowStore`)."""
+    return (row_entries(config.queue_depth, config.elements_per_beat) * config.max_row
+            * config.data_width)
+
+
 def on_chip_storage(config):
     """``{name: (kind, bits)}`` of every storage array of ``config``'s accelerator, from the
     layouts and depths that build it: ``kind`` is ``"sram"`` (the buffers, each entry
@@ -99,13 +110,10 @@ def on_chip_storage(config):
                         ("beat queues", element_layout(config).size)):
         storage[name] = ("sram", pes * (depth - 1) * width)
     storage["routing queue"] = ("sram", (depth - 1) * pes)
-    storage["partial sums"] = ("register file",
-                               pes * config.psum_banks * config.max_row * config.acc_width)
+    storage["partial sums"] = ("register file", pes * _psum_bits(config))
     storage["element queues"] = ("flip-flops",
                                  pes * config.queue_depth * window_layout(config).size)
-    storage["row stores"] = ("flip-flops", pes * row_entries(config.queue_depth,
-                                                             config.elements_per_beat)
-                             * config.max_row * config.data_width)
+    storage["row stores"] = ("flip-flops", pes * _row_store_bits(config))
     return storage
 
 
@@ -121,7 +129,7 @@ def count_events(config, trace):
     window_bits = window_layout(config).size
     task_bits = task_layout(config).size
     row_bits = config.max_row * config.data_width
-    row_store = row_entries(config.queue_depth, config.elements_per_beat) * row_bits
+    row_store = _row_store_bits(config)
     commands = trace.bundles
     program = (widths["program"], widths["program"] * config.program_depth)
     # The stationary and mask buffers as one bank of rows per PE, read all at once.
@@ -134,7 +142,7 @@ def count_events(config, trace):
                    + entries["operand"] * element_bits)
     return {
         "mac": int(trace.issued_macs),
-        "psum": {(config.acc_width, config.psum_banks * config.max_row * config.acc_width):
+        "psum": {(config.acc_width, _psum_bits(config)):
                  2 * trace.issued_macs + 2 * outputs},
         "elements": {(window_bits, config.queue_depth * window_bits):
                      2 * int((trace.elements * works).sum())},
