@@ -8,6 +8,7 @@ from gen.__main__ import main as gen_main
 from gen.synth import (BLOCK_NAMES, CELL_TRANSISTORS, LIBERTY, NAND2_CELL, SRAM_MIN_WORDS,
                        SRAM_TRANSISTORS_PER_BIT, SRAM_UM2_PER_BIT, cell_areas, synthesize,
                        write_report)
+from gen.model.energy import on_chip_storage
 from gen.synth.cells import register_file_transistors_per_bit
 from gen.synth.run import PURPOSE_DENSE_NAMES
 from gen.synth.yosys import _memories, synthesize_block
@@ -168,6 +169,12 @@ def _check_sram_bits_are_the_buffers_the_hardware_declares(report, out):
     for block in blocks:      # measured, not built: no "never used" warning
         block._MustUse__silence = True
     assert report["blocks"]["top"]["own"]["sram_bits"] == declared
+    # The report's on-chip storage (from the layouts) is what Yosys keeps: every SRAM,
+    # the partial sums' register file.
+    storage = on_chip_storage(SMALL)
+    assert report["sram_bits"] == sum(bits for kind, bits in storage.values() if kind == "sram")
+    assert report["register_file_bits"] == sum(bits for kind, bits in storage.values()
+                                               if kind == "register file")
     queues = report["memories"]["array"]
     assert len(queues) == 2 * SMALL.pes + 1      # task and beat queue per PE, routing
     assert all(memory["words"] >= SRAM_MIN_WORDS for memory in queues)

@@ -44,9 +44,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hw.buffer import entry_beats
 from hw.layouts import buffer_layouts, element_layout, line_layout, task_layout, window_layout
 
-__all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj"]
+__all__ = ["EnergyTable", "EVENTS", "count_events", "add_events", "energy_pj", "on_chip_storage"]
 
 EVENTS = ("mac", "psum", "elements", "scratchpad", "tasks", "beats", "program", "stationary", "mask",
           "operand", "outputs", "loads", "dram")
@@ -81,6 +82,39 @@ class EnergyTable:
         return e0 * (size / s0) ** slope / 64
 
 
+def _psum_bits(config):
+    """Bits of one PE's partial-sum banks."""
+    return config.psum_banks * config.max_row * config.acc_width
+
+
+def _scratchpad_bits(config):
+    """Bits of one PE's stationary scratchpad (:class:`hw.scratchpad.Scratchpad`)."""
+    return config.scratchpad_lines * line_layout(config).size
+
+
+def on_chip_storage(config):
+    """``{name: (kind, bits)}`` of every storage array of ``config``'s accelerator, from the
+    layouts and depths that build it: ``kind`` is ``"sram"`` (the buffers, each entry
+    padded to whole load beats; the output banks; the array's queues, whose FIFOs hold
+    ``depth - 1`` entries in memory and one in their output register, counted with the
+    flip-flops), ``"register file"`` (the PEs' partial sums and stationary scratchpads) or
+    ``"flip-flops"`` (the PEs' element queues, too small for a macro)."""
+    pes, depth = config.pes, config.array_queue_depth
+    storage = {f"{name} buffer": ("sram", entry_beats(shape, config.stream_width)
+                                   * config.stream_width * entries)
+               for name, (shape, entries) in buffer_layouts(config).items()}
+    storage["output buffer"] = ("sram", pes * config.output_depth * config.acc_width)
+    for name, width in (("task queues", task_layout(config).size),
+                        ("beat queues", element_layout(config).size)):
+        storage[name] = ("sram", pes * (depth - 1) * width)
+    storage["routing queue"] = ("sram", (depth - 1) * pes)
+    storage["partial sums"] = ("register file", pes * _psum_bits(config))
+    storage["element queues"] = ("flip-flops",
+                                 pes * config.queue_depth * window_layout(config).size)
+    storage["scratchpads"] = ("register file", pes * _scratchpad_bits(config))
+    return storage
+
+
 def count_events(config, trace):
     """Event counts (:data:`EVENTS`) of one run: ``mac`` a count of MACs, ``dram`` a
     count of bits, the others ``{(bits per access, capacity in bits): accesses}``."""
@@ -93,7 +127,7 @@ def count_events(config, trace):
     window_bits = window_layout(config).size
     task_bits = task_layout(config).size
     line_bits = line_layout(config).size
-    scratchpad = config.scratchpad_lines * line_bits
+    scratchpad = _scratchpad_bits(config)
     # Load commands, and the lines the PEs write.
     loads = int((trace.load_line >= 0).any(axis=1).sum())
     lines_loaded = int((trace.load_line >= 0).sum())
@@ -109,7 +143,7 @@ def count_events(config, trace):
                    + entries["operand"] * element_bits)
     return {
         "mac": int(trace.issued_macs),
-        "psum": {(config.acc_width, config.psum_banks * config.max_row * config.acc_width):
+        "psum": {(config.acc_width, _psum_bits(config)):
                  2 * trace.issued_macs + 2 * outputs},
         "elements": {(window_bits, config.queue_depth * window_bits):
                      2 * int((trace.elements * works).sum())},

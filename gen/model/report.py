@@ -25,7 +25,7 @@ from pruning.models import build_model
 from pruning.sample_training import capture_network
 
 from ..compiler.network import extract_layers
-from .energy import EVENTS
+from .energy import EVENTS, on_chip_storage
 from .network import estimate_network, random_operands, summarize
 
 __all__ = ["PUBLISHED", "build_report", "write_report"]
@@ -48,8 +48,13 @@ def build_report(config, models, *, p=0.9, steps=3, batch=1, seed=0, densities=N
     ``build(name, seed=...)`` returns ``(model, (C, H, W))`` (default:
     :func:`pruning.models.build_model`)."""
     build = build or build_model
+    storage = {name: {"kind": kind, "bits": bits}
+               for name, (kind, bits) in on_chip_storage(config).items()}
     report = {"config": config.to_dict() | {"name": config.name}, "p": p, "steps": steps,
-              "batch": batch, "seed": seed, "published": PUBLISHED, "models": {}}
+              "batch": batch, "seed": seed, "published": PUBLISHED,
+              "on_chip_storage": {"memories": storage,
+                                  "total_bits": sum(m["bits"] for m in storage.values())},
+              "models": {}}
     for name in models:
         started = time.perf_counter()
         model, shape = build(name, seed=seed)
@@ -121,6 +126,12 @@ def _markdown(report, command):
               "efficiency. *Step without first WG* leaves out the WG phase of the first "
               "layer (3 input channels, stride above 1: it uses 3 of the PEs and cannot be "
               "transposed, so its dense baseline dominates the step).", ""]
+    storage = report["on_chip_storage"]
+    lines += [f"On-chip storage of the {config['name']} preset: "
+              f"{_megabytes(storage['total_bits'])}, of it " + ", ".join(
+                  f"{name} {memory['bits'] / 8e3:,.0f} KB ({memory['kind']})"
+                  for name, memory in sorted(storage["memories"].items(),
+                                             key=lambda item: -item[1]["bits"])) + ".", ""]
     lines += ["Stationary rows loaded per training step (whole stationary-buffer entries, "
               "one `max_row` row per PE, as stored):", ""]
     for name, entry in report["models"].items():
