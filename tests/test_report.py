@@ -29,10 +29,11 @@ def test_report_from_training_and_from_its_densities(tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert f"{PUBLISHED['speedup']}x speedup" in text and "| tiny | whole step |" in text
     # The on-chip storage it states is the config's (checked against Yosys in test_synth):
-    # a stationary entry of 4 PEs x 16 operands x 16 bits is 16 load beats.
+    # a stationary entry, a scratchpad line per PE, of 4 PEs x 4 operands x 16 bits is
+    # 4 load beats.
     storage = report["on_chip_storage"]
     assert storage["memories"]["stationary buffer"] == {
-        "kind": "sram", "bits": config.stationary_depth * 16 * config.stream_width}
+        "kind": "sram", "bits": config.stationary_depth * 4 * config.stream_width}
     assert storage["total_bits"] == sum(m["bits"] for m in storage["memories"].values())
     assert f"On-chip storage of the small preset: {storage['total_bits']:,} bits" in text
     entry = report["models"]["tiny"]
