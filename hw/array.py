@@ -105,15 +105,17 @@ class PEArray(wiring.Component):
         # A PE that works on a primitive takes it with its beats; one that does not
         # (the host's zero test, or no row of its own: ``works``) only takes a
         # primitive that closes a row, as an empty task, and spends no accept cycle
-        # on its beats. A load goes to the PEs it names. The beats of a primitive
+        # on its beats. A PE that loads a line takes the entry too (a load alone goes
+        # only to the PEs it names). The beats of a primitive
         # follow its bundle: a routing queue holds, per non-empty primitive, which
         # PEs take its beats.
         bundle = self.task.payload
         works = Signal(pes)
         takes = Signal(pes)
         m.d.comb += [works.eq(bundle.works),
-                     takes.eq(Mux(bundle.task.load, works,
-                                  Mux(bundle.task.row_last, (1 << pes) - 1, works)))]
+                     takes.eq(Mux(bundle.task.load_only, bundle.loads,
+                                  Mux(bundle.task.row_last, (1 << pes) - 1, works)
+                                  | bundle.loads))]
         m.submodules.routing = routing = fifo.SyncFIFOBuffered(width=pes, depth=depth)
         m.d.comb += routing.w_data.eq(works)
 
@@ -136,6 +138,8 @@ class PEArray(wiring.Component):
                 own_task.mask.eq(self.task.payload.mask[number]),
                 own_task.row.eq(self.task.payload.row[number]),
                 own_task.line.eq(self.task.payload.line[number]),
+                own_task.load.eq(bundle.loads[number]),
+                own_task.load_line.eq(self.task.payload.load_line[number]),
                 own_task.empty.eq(bundle.task.empty | ~works[number]),
                 task_queue.w_data.eq(own_task),
                 task_queue.w_en.eq(self.task.valid & self.task.ready & takes[number]),
@@ -156,7 +160,7 @@ class PEArray(wiring.Component):
             self.task.ready.eq(Cat(q.w_rdy | ~takes[n] for n, q in enumerate(task_queues)).all()
                                & routing.w_rdy),
             routing.w_en.eq(self.task.valid & self.task.ready & ~bundle.task.empty
-                            & ~bundle.task.load),
+                            & ~bundle.task.load_only),
             self.operand.ready.eq(routing.r_rdy & Cat(q.w_rdy | ~routing.r_data[n]
                                                       for n, q in enumerate(beat_queues)).all()),
             routing.r_en.eq(self.operand.valid & self.operand.ready & self.operand.payload.last),

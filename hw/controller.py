@@ -118,10 +118,10 @@ class Controller(wiring.Component):
             self.program_address.eq(fetch),
             self.program_enable.eq(fetch_free),
             self.stationary_address.eq(command.stationary_address),
-            # Only a load reads the stationary buffer, only a primitive the mask buffer.
-            self.stationary_enable.eq(taken & command.load),
+            # Only loads read the stationary buffer, only a primitive the mask buffer.
+            self.stationary_enable.eq(taken & (command.loads != 0)),
             self.mask_address.eq(command.mask_address),
-            self.mask_enable.eq(taken & ~command.load),
+            self.mask_enable.eq(taken & ~command.load_only),
             ranges.w_en.eq(taken & ~command.empty),
         ]
         queued = Signal(range_layout)
@@ -150,7 +150,7 @@ class Controller(wiring.Component):
             payload.task.in_width.eq(held.in_width),
             payload.task.out_width.eq(held.out_width),
             payload.task.offset.eq(held.offset),
-            payload.task.load.eq(held.load),
+            payload.task.load_only.eq(held.load_only),
         ]
         # Crossbar: PE p takes any line of the stationary entry and any mask row of
         # the mask entry, as the command says.
@@ -159,7 +159,8 @@ class Controller(wiring.Component):
         mask_rows = Array(self.mask_data[p] for p in range(pes))
         m.d.comb += [payload.line[p].eq(lines[held.stationary_source[p]]) for p in range(pes)]
         m.d.comb += [payload.mask[p].eq(mask_rows[held.mask_source[p]]) for p in range(pes)]
-        m.d.comb += [payload.works.eq(held.works), payload.row.eq(held.row)]
+        m.d.comb += [payload.works.eq(held.works), payload.row.eq(held.row),
+                     payload.loads.eq(held.loads), payload.load_line.eq(held.load_line)]
 
         # -- operand sequencer ------------------------------------------------
         beat_address = Signal.like(queued.address)

@@ -127,19 +127,15 @@ class DensePE(wiring.Component):
         take = Signal()          # the next element (or an empty task's end) enters issue
         m.d.comb += take.eq(~current_valid | finishing)
 
-        primitive = Signal()     # the held entry is a primitive, not a line to load
-        m.d.comb += primitive.eq(task_valid & ~task.load)
+        primitive = Signal()     # the held entry is a primitive, not only a line to load
+        m.d.comb += primitive.eq(task_valid & ~task.load_only)
         element_ready = Signal()
         m.d.comb += element_ready.eq(primitive & ~task.empty & self.operand.valid & take)
         ends_row = Signal()
         m.d.comb += ends_row.eq(task.row_last & beat.last & last_of_beat)
         empty_end = Signal()     # an empty task that ends a row: its end marker
         m.d.comb += empty_end.eq(primitive & task.empty & take)
-        load_done = Signal()     # a load takes one cycle, once the issued element allows
-        m.d.comb += [load_done.eq(task_valid & task.load & rows.load_ready),
-                     rows.load.eq(task_valid & task.load), rows.load_line.eq(task.row),
-                     rows.line.eq(task.line),
-                     rows.oldest_valid.eq(current_valid), rows.oldest.eq(current.row)]
+        m.d.comb += [rows.oldest_valid.eq(current_valid), rows.oldest.eq(current.row)]
         with m.If(element_ready):
             m.d.sync += [current.eq(decoder.window), current.row.eq(rows.slot),
                          current.row_last.eq(ends_row),
@@ -154,9 +150,18 @@ class DensePE(wiring.Component):
         with m.Elif(stepping):
             m.d.sync += slot.eq(slot + lanes)
         m.d.comb += self.operand.ready.eq(element_ready & last_of_beat)
-        task_done = (element_ready & last_of_beat & beat.last) | empty_end | load_done
-        m.d.comb += [self.task.ready.eq(~task_valid | task_done),
-                     rows.take.eq(self.task.valid & self.task.ready & ~self.task.payload.load),
+        task_done = (element_ready & last_of_beat & beat.last) | empty_end \
+            | (task_valid & task.load_only)
+        # A line is written as its entry is taken, once the issued element does not
+        # read it (as in the sparse PE).
+        free = Signal()
+        m.d.comb += [free.eq(~task_valid | task_done),
+                     self.task.ready.eq(free & (~self.task.payload.load | rows.load_ready)),
+                     rows.load.eq(self.task.valid & free & self.task.payload.load),
+                     rows.load_line.eq(self.task.payload.load_line),
+                     rows.line.eq(self.task.payload.line)]
+        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready
+                                  & ~self.task.payload.load_only),
                      rows.row.eq(self.task.payload.row),
                      rows.row_length.eq(Mux(self.task.payload.empty, 0,
                                             row_length(self.task.payload))),

@@ -27,20 +27,23 @@ class Phase(enum.Enum, shape=2):
 
 @functools.lru_cache(maxsize=None)
 def task_layout(config):
-    """One entry of the PE's task stream: a row primitive, or a line of stationary
-    operands to load into the PE's scratchpad (``load`` set).
+    """One entry of the PE's task stream: a row primitive, a line of stationary
+    operands to load into the PE's scratchpad, or both (a primitive that brings a
+    line of its own row, or of a later one).
 
     A primitive: ``kernel`` (S), ``in_width`` (W) and ``out_width`` (F)
     describe the layer row; the streamed row has length W (FF) or F (BP, WG)
     and the output row F (FF), W (BP) or S (WG). Its stationary row (the
     filter row in FF and BP, the input row in WG) is in the scratchpad from
-    line ``row`` on, loaded by earlier entries. ``mask`` bit ``h`` enables
-    output ``h`` (BP only). ``row_last`` marks the last primitive into the
-    output row: the row is drained after it. ``empty`` marks a primitive
-    without streamed elements (it only carries ``row_last``).
+    line ``row`` on. ``mask`` bit ``h`` enables output ``h`` (BP only).
+    ``row_last`` marks the last primitive into the output row: the row is
+    drained after it. ``empty`` marks a primitive without streamed elements
+    (it only carries ``row_last``).
 
-    A load writes ``line`` into scratchpad line ``row``, once no element in
-    flight still reads that line.
+    ``load`` set: the entry writes ``line`` into scratchpad line ``load_line`` as
+    the PE takes it, once no element in flight still reads that line, so a line
+    loaded with a primitive costs no cycle of its own; ``load_only`` set: the
+    entry is nothing else (a load of a row's further lines).
     """
     return data.StructLayout({
         "phase": Phase,
@@ -48,6 +51,7 @@ def task_layout(config):
         "empty": unsigned(1),
         "row_last": unsigned(1),
         "load": unsigned(1),
+        "load_only": unsigned(1),
         "stride": unsigned(config.stride_width),
         "pad": unsigned(config.pad_width),
         "kernel": unsigned(config.kernel_width),
@@ -56,6 +60,7 @@ def task_layout(config):
         "offset": unsigned(config.index_width),
         "mask": unsigned(config.max_row),
         "row": unsigned(config.line_address_width),
+        "load_line": unsigned(config.line_address_width),
         "line": line_layout(config),
     })
 
@@ -156,25 +161,29 @@ def slot_indices(window, slot):
 @functools.lru_cache(maxsize=None)
 def bundle_layout(config):
     """One entry of the PE array's task stream for every PE: a row primitive with shared
-    geometry, or a line for every PE to load (``task.load``).
+    geometry, lines for the PEs to load, or both.
 
-    ``task`` holds the fields all PEs share (its ``mask``, ``row`` and ``line``
-    are ignored). PE ``p`` gets ``mask[p]`` (BP), ``row[p]`` (where its
-    stationary row starts in its scratchpad; for a load, the line it writes)
-    and, for a load, ``line[p]``. Bit ``p`` of
-    ``works`` is set when PE ``p`` works on the primitive: it has an output row
-    of its own in this group, the primitive is in its row, and (sparse mode)
-    its stationary row and BP mask row are not all zero; a PE that does not
-    work only gets a primitive that closes a row, as an empty task. For a load,
-    ``works`` says which PEs load the line.
+    ``task`` holds the fields all PEs share (its ``mask``, ``row``, ``load``,
+    ``load_line`` and ``line`` are ignored; ``task.load_only``: no primitive).
+    PE ``p`` gets ``mask[p]`` (BP) and ``row[p]`` (where its stationary row
+    starts in its scratchpad) and, when bit ``p`` of ``loads`` is set, writes
+    ``line[p]`` into its scratchpad line ``load_line[p]`` as it takes the entry.
+    Bit ``p`` of ``works`` is set when PE ``p`` works on the primitive: it has
+    an output row of its own in this group, the primitive is in its row, and
+    (sparse mode) its stationary row and BP mask row are not all zero; a PE
+    that does not work only gets a primitive that closes a row, as an empty
+    task, or one with a line to load.
     """
     pes = config.pes
+    line_address = unsigned(config.line_address_width)
     return data.StructLayout({
         "task": task_layout(config),
         "mask": data.ArrayLayout(unsigned(config.max_row), pes),
-        "row": data.ArrayLayout(unsigned(config.line_address_width), pes),
+        "row": data.ArrayLayout(line_address, pes),
+        "load_line": data.ArrayLayout(line_address, pes),
         "line": data.ArrayLayout(line_layout(config), pes),
         "works": unsigned(pes),
+        "loads": unsigned(pes),
     })
 
 
@@ -200,30 +209,32 @@ def command_layout(config):
 
     The layer-wide fields (phase, stride, kernel, mode) come from the
     descriptor registers; a command holds what changes from bundle to bundle.
-    A primitive (``load`` clear): the task geometry of a (possibly tiled) row
-    primitive, ``empty`` and ``row_last``, per PE the scratchpad line its
-    stationary row starts at (``row``), the mask-buffer entry (BP),
-    and where its streamed beats start in the operand buffer and how many there
-    are. A load (``load`` set, ``empty`` set too: no beats): the
-    stationary-buffer entry whose lines the PEs named in ``works`` write, each
-    into its scratchpad line ``row[p]``. Rows are referenced, not copied: a streamed row that feeds many
-    primitives is loaded once, and a stationary row stays in the PEs'
-    scratchpads for every primitive that uses it. PE ``p`` gets line
-    ``stationary_source[p]`` of the stationary entry and row ``mask_source[p]``
-    of the mask entry (a crossbar of lines and mask rows), so one entry serves
-    any assignment of its rows to the PEs. ``offset`` is the task field of that
-    name (WG). ``works`` is the bundle's field of that name, in PE order.
+    A primitive: the task geometry of a (possibly tiled) row primitive,
+    ``empty`` and ``row_last``, per PE the scratchpad line its stationary row
+    starts at (``row``), the mask-buffer entry (BP), and where its streamed
+    beats start in the operand buffer and how many there are. Loads: the
+    stationary-buffer entry whose lines the PEs named in ``loads`` write, each
+    into its scratchpad line ``load_line[p]``, with the primitive or, when
+    ``load_only`` is set, alone (``empty`` set too: no beats). Rows are
+    referenced, not copied: a streamed row that feeds many primitives is
+    loaded once, and a stationary row stays in the PEs' scratchpads for every
+    primitive that uses it. PE ``p`` gets line ``stationary_source[p]`` of the
+    stationary entry and row ``mask_source[p]`` of the mask entry (a crossbar
+    of lines and mask rows), so one entry serves any assignment of its rows to
+    the PEs. ``offset`` is the task field of that name (WG). ``works`` and
+    ``loads`` are the bundle's fields of those names, in PE order.
     """
     source = data.ArrayLayout(unsigned(max(1, (config.pes - 1).bit_length())), config.pes)
     return data.StructLayout({
         "empty": unsigned(1),
         "row_last": unsigned(1),
-        "load": unsigned(1),
+        "load_only": unsigned(1),
         "pad": unsigned(config.pad_width),
         "in_width": unsigned(config.index_width),
         "out_width": unsigned(config.index_width),
         "offset": unsigned(config.index_width),
         "row": data.ArrayLayout(unsigned(config.line_address_width), config.pes),
+        "load_line": data.ArrayLayout(unsigned(config.line_address_width), config.pes),
         "stationary_address": unsigned(config.address_width(config.stationary_depth)),
         "mask_address": unsigned(config.address_width(config.mask_depth)),
         "operand_address": unsigned(config.address_width(config.operand_depth)),
@@ -231,6 +242,7 @@ def command_layout(config):
         "stationary_source": source,
         "mask_source": source,
         "works": unsigned(config.pes),
+        "loads": unsigned(config.pes),
     })
 
 

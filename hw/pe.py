@@ -179,7 +179,7 @@ class SparsePE(wiring.Component):
                                                   width=per_beat)
 
         task_valid = Signal()
-        task = Signal(task_layout(config))   # a primitive, or a line to load
+        task = Signal(task_layout(config))   # a primitive (its line, if any, written)
         beat = self.operand.payload
         m.submodules.scratchpad = rows = Scratchpad(
             config, slots=row_entries(config.queue_depth, per_beat), reads=lanes)
@@ -214,26 +214,31 @@ class SparsePE(wiring.Component):
         m.d.comb += [marker.row_last.eq(1), marker.out_len.eq(out_len), marker.row.eq(rows.slot)]
         beat_accepted = Signal()
         empty_task_done = Signal()
-        load_done = Signal()
         primitive = Signal()
         m.d.comb += [
-            primitive.eq(task_valid & ~task.load),
+            primitive.eq(task_valid & ~task.load_only),
             self.operand.ready.eq(primitive & ~task.empty & queue.push_ready),
             beat_accepted.eq(self.operand.valid & self.operand.ready),
             empty_task_done.eq(primitive & task.empty & (queue.push_ready | ~task.row_last)),
-            # A load takes one cycle, once no element in flight reads its line.
-            load_done.eq(task_valid & task.load & rows.load_ready),
-            rows.load.eq(task_valid & task.load),
-            rows.load_line.eq(task.row),
-            rows.line.eq(task.line),
         ]
         with m.If(primitive & task.empty):
             m.d.comb += [queue.push_data[0].eq(marker), queue.push_valid.eq(task.row_last)]
         with m.Elif(beat_accepted):
             m.d.comb += queue.push_valid.eq(wants_push)
-        task_done = (beat_accepted & beat.last) | empty_task_done | load_done
-        m.d.comb += self.task.ready.eq(~task_valid | task_done)
-        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready & ~self.task.payload.load),
+        task_done = (beat_accepted & beat.last) | empty_task_done | (task_valid & task.load_only)
+        # An entry's line is written as the entry is taken (its primitive's first beat
+        # is accepted the cycle after, when the line and its nonzero bits are in), once
+        # no element in flight reads the line: the entry waits for that.
+        free = Signal()
+        m.d.comb += [
+            free.eq(~task_valid | task_done),
+            self.task.ready.eq(free & (~self.task.payload.load | rows.load_ready)),
+            rows.load.eq(self.task.valid & free & self.task.payload.load),
+            rows.load_line.eq(self.task.payload.load_line),
+            rows.line.eq(self.task.payload.line),
+        ]
+        m.d.comb += [rows.take.eq(self.task.valid & self.task.ready
+                                  & ~self.task.payload.load_only),
                      rows.row.eq(self.task.payload.row),
                      # An empty task reads no row: its end marker holds no line.
                      rows.row_length.eq(Mux(self.task.payload.empty, 0,

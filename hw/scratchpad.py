@@ -139,7 +139,10 @@ class Scratchpad(wiring.Component):
                                   Mux(self.slot == 0, slots - 1, self.slot - 1)))
         holds = []
         for number in range(slots):
-            busy = self.oldest_valid & _in_ring(number, self.oldest, newest)
+            # In flight: queued or issuing, or entering the queue this cycle (a load
+            # taken in that cycle must not overwrite the line the element reads).
+            busy = ((self.oldest_valid & _in_ring(number, self.oldest, newest))
+                    | (self.queued & (self.slot == number)))
             holds.append(busy & (self.load_line >= first[number])
                          & (self.load_line < first[number] + count[number]))
         m.d.comb += self.load_ready.eq(~Cat(holds).any())

@@ -51,10 +51,10 @@ def _widest_values(config):
     }
     shapes = {f"{name} buffer entry": shape for name, (shape, _) in buffer_layouts(config).items()}
     shapes["PE array bundle"] = bundle_layout(config)
-    fields["PE array bundle"] = (f"pes x (max_row + line address + line_words x data_width) = "
-                                 f"{config.pes} x ({config.max_row} + "
+    fields["PE array bundle"] = (f"pes x (max_row + 2 line addresses + line_words x data_width "
+                                 f"+ 2) = {config.pes} x ({config.max_row} + 2 x "
                                  f"{config.line_address_width} + {config.line_words} x "
-                                 f"{config.data_width}), and the task fields")
+                                 f"{config.data_width} + 2), and the task fields")
     shapes["PE array result beat"] = array_result_layout(config)
     fields["PE array result beat"] = f"pes x (acc_width + 2) = {config.pes} x " \
                                      f"({config.acc_width} + 2)"

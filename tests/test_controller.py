@@ -63,12 +63,17 @@ def test_commands_become_bundles_and_beats(ready_rate):
     beats = [rng.getrandbits(element_layout(config).size) for _ in range(config.operand_depth)]
     commands = []
     for _ in range(24):
-        load = rng.random() < 0.3          # a load has no beats
-        empty = load or rng.random() < 0.2
+        load_only = rng.random() < 0.3          # a load alone has no beats
+        empty = load_only or rng.random() < 0.2
         count = 0 if empty else rng.randint(1, 3)
+        # Loads alone, with a primitive, or none.
+        loads = (rng.getrandbits(pes) | 1) if load_only or \
+            rng.random() < 0.5 else 0
         commands.append({
-            "empty": int(empty), "row_last": rng.randint(0, 1), "load": int(load),
+            "empty": int(empty), "row_last": rng.randint(0, 1), "load_only": int(load_only),
             "row": [rng.randrange(config.scratchpad_lines) for _ in range(pes)],
+            "load_line": [rng.randrange(config.scratchpad_lines) for _ in range(pes)],
+            "loads": loads,
             "pad": rng.randint(0, 3),
             "in_width": rng.randint(1, 16), "out_width": rng.randint(1, 16),
             "offset": rng.randint(0, 15), "stationary_address": rng.randrange(config.stationary_depth),
@@ -93,11 +98,11 @@ def test_commands_become_bundles_and_beats(ready_rate):
         entries["mask"] += _split(layouts["mask"].const(entry).as_bits(),
                                   layouts["mask"].size, width)
 
-    # A load's bundle carries the lines of its stationary entry, a primitive's the mask
-    # rows of its mask entry (the other buffer is not read: what it shows is stale).
+    # A bundle with loads carries the lines of its stationary entry, a primitive's the
+    # mask rows of its mask entry (a buffer not read shows stale data).
     expected_bundles = [(c, [lines[c["stationary_address"]][c["stationary_source"][p]]
-                             for p in range(pes)] if c["load"] else None,
-                         None if c["load"] else
+                             for p in range(pes)] if c["loads"] else None,
+                         None if c["load_only"] else
                          [masks[c["mask_address"]][c["mask_source"][p]] for p in range(pes)])
                         for c in commands]
     expected_beats = [beats[c["operand_address"] + i] for c in commands
@@ -129,15 +134,16 @@ def test_commands_become_bundles_and_beats(ready_rate):
             if ctx.get(controller.bundle.valid) and bundle_ready:
                 payload = ctx.get(controller.bundle.payload)
                 assert payload.task.stride == 2 and payload.task.kernel == 3
-                load = payload.task.load
+                load_only, loads = payload.task.load_only, payload.loads
                 got_bundles.append((payload.works, payload.task.empty, payload.task.row_last,
-                                    load, [payload.row[p] for p in range(pes)],
+                                    load_only, loads, [payload.row[p] for p in range(pes)],
+                                    [payload.load_line[p] for p in range(pes)],
                                     payload.task.pad,
                                     payload.task.in_width, payload.task.out_width,
                                     payload.task.offset,
-                                    [list(payload.line[p]) for p in range(pes)] if load
+                                    [list(payload.line[p]) for p in range(pes)] if loads
                                     else None,
-                                    None if load else [payload.mask[p] for p in range(pes)]))
+                                    None if load_only else [payload.mask[p] for p in range(pes)]))
             if ctx.get(controller.operand.valid) and beat_ready:
                 got_beats.append(ctx.get(controller.operand.payload.as_value()))
             await ctx.tick()
@@ -159,9 +165,13 @@ def test_commands_become_bundles_and_beats(ready_rate):
     assert monitor.transfers("top.controller.bundle") == len(commands)
     assert monitor.transfers("top.controller.ranges") == sum(not c["empty"] for c in commands)
     assert len(got_bundles) == len(commands)
-    assert any(c["load"] for c in commands) and not all(c["load"] for c in commands)
+    # Loads alone, loads with a primitive, primitives without loads.
+    assert any(c["load_only"] for c in commands)
+    assert any(c["loads"] and not c["load_only"] for c in commands)
+    assert any(not c["loads"] for c in commands)
     for (command, line, mask), got in zip(expected_bundles, got_bundles):
         assert got == (command["works"], command["empty"], command["row_last"],
-                       command["load"], command["row"], command["pad"], command["in_width"],
+                       command["load_only"], command["loads"], command["row"],
+                       command["load_line"], command["pad"], command["in_width"],
                        command["out_width"], command["offset"], line, mask)
     assert got_beats == expected_beats

@@ -121,11 +121,11 @@ def test_energy_events_of_a_run():
         (run,), (trace,) = pack_program(schedule), schedule.traces()
         events = count_events(SMALL, trace)
         assert events["mac"] == trace.issued_macs
-        # A line written into the scratchpad of every PE a load command names, and an
-        # operand read per MAC; the stationary buffer read once per load.
+        # A line written into the scratchpad of every PE a command's loads name, and an
+        # operand read per MAC; the stationary buffer read once per command with loads.
         commands = [_COMMAND.from_bits(bits) for bits in _commands(run)]
-        loads = sum(int(command.load) for command in commands)
-        lines = sum(bin(int(command.works)).count("1") for command in commands if command.load)
+        loads = sum(int(command.loads) != 0 for command in commands)
+        lines = sum(bin(int(command.loads)).count("1") for command in commands)
         assert loads and sorted(events["scratchpad"].values()) == sorted(
             [lines, trace.issued_macs])
         assert sum(events["stationary"].values()) == loads * SMALL.pes

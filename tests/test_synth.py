@@ -200,7 +200,8 @@ def _check_skipping_logic_costs_area(report, out):
     assert report["sparse_over_dense_pe_area"] == pytest.approx(
         blocks["pe"]["area_um2"] / blocks["pe_dense"]["area_um2"], abs=1e-3)
     assert report["sparse_over_dense_pe_area"] > 1
-    assert blocks["array"]["own"]["cells"] > blocks["array_dense"]["own"]["cells"]
+    # (The array's own logic is the same in both: the host's works mask replaced its
+    # zero test.)
     assert report["sparse_over_dense_array_area"] > 1
 
 

@@ -24,7 +24,7 @@ from hw.layouts import buffer_layouts
 
 from .runs import closes_piece, load_entries
 from .schedule import bundle_geometry
-from .scratchpad import group_rows
+from .scratchpad import group_rows, separate_rounds
 from .tasks import Packer, RowTask, pack_payload
 
 __all__ = ["Run", "Drain", "pack_program", "bundle_tasks", "program_json"]
@@ -171,6 +171,7 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
             closing = bundle >= stop
             firsts = [0] * pes if closing else placed[number].tolist()
             loading = [] if closing else loaded[number].tolist()
+            loads = []
             for index in range(0 if closing else int(rounds[number])):
                 # Load round ``index``: each PE named writes line ``index`` of its row
                 # into its scratchpad. The entry holds that line of every PE's row (a PE
@@ -179,18 +180,26 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
                 entry, sources = stationary.place(key, [
                     tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
                     for task, b_row in zip(tasks, group.b_row[bundle].tolist())])
-                commands.append({
-                    "empty": 1, "row_last": 0, "load": 1, "pad": 0, "in_width": 0,
-                    "out_width": 0, "offset": 0,
-                    "row": [line + index if here else 0 for line, here in zip(firsts, loading)],
-                    "stationary_address": entry, "mask_address": 0, "operand_address": 0,
-                    "operand_beats": 0,
+                loads.append({
+                    "load_line": [line + index if here else 0
+                                  for line, here in zip(firsts, loading)],
+                    "stationary_address": entry,
                     "stationary_source": [source if here else 0
                                           for source, here in zip(sources, loading)],
-                    "mask_source": [0] * pes,
-                    "works": sum(1 << unit for unit, here in enumerate(loading) if here)})
+                    "loads": sum(1 << unit for unit, here in enumerate(loading) if here)})
+            # All rounds but the last in load-only commands; the last with the primitive.
+            alone = int(separate_rounds(len(loads)))
+            for load in loads[:alone]:
+                commands.append({
+                    "empty": 1, "row_last": 0, "load_only": 1, "pad": 0, "in_width": 0,
+                    "out_width": 0, "offset": 0, "row": [0] * pes, "mask_address": 0,
+                    "operand_address": 0, "operand_beats": 0, "mask_source": [0] * pes,
+                    "works": 0, **load})
                 elements.append(0)
                 beats.append(0)
+            riding = loads[alone] if loads else {
+                "load_line": [0] * pes, "stationary_address": 0,
+                "stationary_source": [0] * pes, "loads": 0}
             mask_address, mask_source = 0, [0] * pes
             if group.mask_key is not None:
                 mask_address, mask_source = masks.place(group.mask_key,
@@ -205,13 +214,13 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
                 address = operands[operand_key][0]
             works = group.works[bundle] if not closing else np.zeros(pes, np.bool_)
             commands.append({
-                "empty": int(head.empty), "row_last": int(head.row_last), "load": 0,
+                "empty": int(head.empty), "row_last": int(head.row_last), "load_only": 0,
                 "pad": head.pad, "in_width": head.in_width, "out_width": head.out_width,
-                "offset": head.offset, "row": firsts, "stationary_address": 0,
+                "offset": head.offset, "row": firsts,
                 "mask_address": mask_address, "operand_address": address,
-                "operand_beats": count, "stationary_source": [0] * pes,
-                "mask_source": mask_source,
+                "operand_beats": count, "mask_source": mask_source,
                 "works": sum(1 << unit for unit, here in enumerate(works.tolist()) if here),
+                **riding,
             })
             elements.append(len(head.elements))
             beats.append(count)

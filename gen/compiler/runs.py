@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import group_rows
+from .scratchpad import group_rows, separate_rounds
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
 
@@ -79,7 +79,7 @@ class _RunPacker:
         read (:func:`load_entries`) to ``lines``."""
         _, _, rounds = group_rows(rows, group, first, stop)
         lines.update(load_entries(group, first, rounds))
-        return int(rounds.sum())
+        return int(separate_rounds(rounds).sum())
 
     def _needs(self, group):
         """What a whole group adds to the run: ``(commands, stationary lines, mask keys,
@@ -212,8 +212,9 @@ def pack_runs(groups, capacity, rows):
 
 def run_trace(parts, entries, rows):
     """The :class:`~gen.model.trace.Trace` of one run's group parts, the stationary rows
-    placed in scratchpads like ``rows`` (empty, as :func:`pack_runs` was given): a load
-    bundle for every line a bundle's rows need before it."""
+    placed in scratchpads like ``rows`` (empty, as :func:`pack_runs` was given): the
+    last line a bundle's rows need comes with it, a load bundle before it for each
+    other line (:func:`~gen.compiler.scratchpad.separate_rounds`)."""
     rows = rows.copy()
     pieces = []
     for group, first, stop, partial in parts:
@@ -247,10 +248,15 @@ def run_trace(parts, entries, rows):
                                             -(-group.row_length[first:stop] // rows.words), 0)
         load_line = np.full((count, pes), -1, np.int32)
         if rounds.any():
-            # Load bundles: the PEs that load a line take them, without beats; one
-            # accept cycle each. Round i of a bundle writes line i of its loaded rows.
-            at = np.repeat(np.arange(stop - first), rounds)
-            index = np.arange(len(at)) - np.repeat(np.cumsum(rounds) - rounds, rounds)
+            # Round i of a bundle writes line i of its loaded rows; the last round comes
+            # with the primitive, the others in load bundles before it, which the PEs
+            # that load a line take, without beats (an accept cycle each).
+            last = np.maximum(rounds - 1, 0)
+            load_line[:stop - first] = np.where(loaded & (rounds[:, None] > 0),
+                                                firsts + last[:, None], -1)
+            alone = separate_rounds(rounds)
+            at = np.repeat(np.arange(stop - first), alone)
+            index = np.arange(len(at)) - np.repeat(np.cumsum(alone) - alone, alone)
             lines = np.where(loaded[at], firsts[at] + index[:, None], -1).astype(np.int32)
             beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)
             row_last = np.insert(row_last, at, False)

@@ -15,7 +15,16 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "group_rows", "needs_rows"]
+__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "group_rows", "needs_rows",
+           "separate_rounds"]
+
+
+def separate_rounds(rounds):
+    """Of the ``rounds`` lines loaded for a primitive (per PE, or the rounds of a
+    bundle), those that go in load-only entries before it: all but the last, which
+    the primitive's own entry carries (the PE writes it as it takes the entry, so it
+    costs no cycle of its own). Works on ints and arrays."""
+    return np.maximum(rounds - 1, 0)
 
 
 def row_lines(config, length):

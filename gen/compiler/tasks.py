@@ -34,7 +34,7 @@ from pruning import golden
 from pruning.fixedpoint import saturate
 
 from .schedule import works_in
-from .scratchpad import ScratchpadRows
+from .scratchpad import ScratchpadRows, separate_rounds
 from .tiling import (check_fits, check_values, closing_offset, closing_tile, needs_closing,
                      row_tiling, task_slots)
 
@@ -355,15 +355,19 @@ class Packer:
     def _bits(self, layout, values):
         return pack_payload(layout, values)
 
-    def task(self, task, row=0):
-        """The task-stream entry of ``task``, its stationary row at scratchpad line ``row``."""
-        return self._bits(self.task_layout, self._task_values(task, row))
+    def task(self, task, row=0, load=None):
+        """The task-stream entry of ``task``, its stationary row at scratchpad line ``row``;
+        ``load``: ``(line, operands)`` the entry also writes into the scratchpad."""
+        values = self._task_values(task, row)
+        if load is not None:
+            values.update(load=1, load_line=load[0], line=list(load[1]))
+        return self._bits(self.task_layout, values)
 
     def load(self, line, operands):
-        """The task-stream entry that writes ``operands`` (``line_words`` of them) into
-        scratchpad line ``line``."""
-        values = self._task_values(_LOAD, line)
-        values.update(load=1, empty=1, line=list(operands))
+        """The load-only task-stream entry that writes ``operands`` (``line_words`` of
+        them) into scratchpad line ``line``."""
+        values = self._task_values(_LOAD)
+        values.update(load=1, load_only=1, empty=1, load_line=line, line=list(operands))
         return self._bits(self.task_layout, values)
 
     def task_stream(self, tasks, rows=None):
@@ -374,12 +378,14 @@ class Packer:
         rows = rows or ScratchpadRows.of(self._config)
         entries = []
         for task in tasks:
-            line = 0
+            line, loads = 0, []
             if not task.empty:
                 line, loads = rows.place(task.stationary, len(task.stationary))
-                entries += [self.load(address, rows.lines_of(task.stationary, index))
-                            for address, index in loads]
-            entries.append(self.task(task, line))
+            lines = [(address, rows.lines_of(task.stationary, index))
+                     for address, index in loads]
+            alone = int(separate_rounds(len(lines)))
+            entries += [self.load(*load) for load in lines[:alone]]
+            entries.append(self.task(task, line, lines[alone] if lines else None))
         return entries
 
     def padded(self, row):
@@ -394,9 +400,10 @@ class Packer:
     def _task_values(self, task, row=0):
         return ({
             "phase": self._phase[task.phase], "dense": int(task.dense), "empty": int(task.empty),
-            "row_last": int(task.row_last), "load": 0, "stride": task.stride, "pad": task.pad,
-            "kernel": task.kernel, "in_width": task.in_width, "out_width": task.out_width,
-            "offset": task.offset, "mask": self.mask_bits(task.mask), "row": row,
+            "row_last": int(task.row_last), "load": 0, "load_only": 0, "stride": task.stride,
+            "pad": task.pad, "kernel": task.kernel, "in_width": task.in_width,
+            "out_width": task.out_width, "offset": task.offset,
+            "mask": self.mask_bits(task.mask), "row": row, "load_line": 0,
             "line": [0] * self._config.line_words,
         })
 
@@ -429,24 +436,32 @@ class Packer:
                     if works[unit]:
                         firsts[unit], per_pe[unit] = rows[unit].place(task.stationary,
                                                                       len(task.stationary))
-            for number in range(max(map(len, per_pe))):
+            # All but each row's last line in load-only bundles before the primitive,
+            # the last with it.
+            rounds = max(map(len, per_pe))
+            alone = int(separate_rounds(rounds))
+
+            def lines_of(number):
                 loading = [number < len(loads) for loads in per_pe]
-                entries.append(self._bits(layout, {
-                    "task": {**self._task_values(_LOAD), "load": 1, "empty": 1},
-                    "mask": [0] * pes,
-                    "row": [loads[number][0] if here else 0
-                            for loads, here in zip(per_pe, loading)],
+                return {
+                    "load_line": [loads[number][0] if here else 0
+                                  for loads, here in zip(per_pe, loading)],
                     "line": [rows[unit].lines_of(task.stationary, per_pe[unit][number][1])
                              if loading[unit] else [0] * words
                              for unit, task in enumerate(tasks)],
-                    "works": sum(1 << unit for unit, here in enumerate(loading) if here),
-                }))
+                    "loads": sum(1 << unit for unit, here in enumerate(loading) if here)}
+            for number in range(alone):
+                entries.append(self._bits(layout, {
+                    "task": {**self._task_values(_LOAD), "load_only": 1, "empty": 1},
+                    "mask": [0] * pes, "row": [0] * pes, "works": 0, **lines_of(number)}))
+            riding = lines_of(alone) if rounds else {
+                "load_line": [0] * pes, "line": [[0] * words] * pes, "loads": 0}
             entries.append(self._bits(layout, {
                 "task": self._task_values(first),
                 "mask": [self.mask_bits(task.mask) for task in tasks],
                 "row": firsts,
-                "line": [[0] * words] * pes,
                 "works": sum(1 << p for p, here in enumerate(works) if here),
+                **riding,
             }))
         return entries
 

@@ -18,8 +18,9 @@ primitive is summarized in a :class:`~gen.model.trace.Trace` of the run:
   output row that ends without a MAC on its last element costs an end
   marker; a new row waits for its psum bank, which a drain of ``out_len``
   outputs frees, one drain after the other;
-- a load bundle costs every PE an accept cycle, once the last primitive that
-  read the scratchpad line it writes has issued.
+- a PE takes an entry that loads a scratchpad line once the last primitive
+  that read the line has issued; a load bundle without a primitive costs the
+  PEs that load an accept cycle.
 
 Every latency is the RTL's own, exported by the block that fixes it
 (:data:`hw.controller.FIRST_BUNDLE`, :data:`hw.controller.OPERAND_LATENCY`,
@@ -191,6 +192,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             if not takes[b, p]:
                 continue
             take = max(accept + QUEUE_LATENCY, done[p])
+            if load_line[b, p] >= 0:
+                # The PE writes the entry's line as it takes it, once no element in
+                # flight reads the line.
+                take = max(take, line_free[p, load_line[b, p]])
             taken[p, tasks[p] % queue_depth] = take
             tasks[p] += 1
             finish = -1
@@ -257,9 +262,6 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
-            elif load_line[b, p] >= 0:
-                # A load: one cycle, once no element in flight reads its line.
-                done[p] = max(take + TASK_LATENCY, line_free[p, load_line[b, p]])
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:

@@ -128,8 +128,11 @@ def count_events(config, trace):
     task_bits = task_layout(config).size
     line_bits = line_layout(config).size
     scratchpad = _scratchpad_bits(config)
-    # Load commands, and the lines the PEs write.
-    loads = int((trace.load_line >= 0).any(axis=1).sum())
+    # Commands with loads (each reads a stationary entry), those without a primitive, and
+    # the lines the PEs write.
+    loading = (trace.load_line >= 0).any(axis=1)
+    loads = int(loading.sum())
+    load_only = int((loading & ~trace.works.any(axis=1)).sum())
     lines_loaded = int((trace.load_line >= 0).sum())
     commands = trace.bundles
     program = (widths["program"], widths["program"] * config.program_depth)
@@ -155,7 +158,7 @@ def count_events(config, trace):
         "program": {program: commands},
         "stationary": {stationary: loads * pes},
         # Only BP runs load masks; each of their primitives reads an entry.
-        "mask": {mask: (commands - loads) * pes if entries["mask"] else 0},
+        "mask": {mask: (commands - load_only) * pes if entries["mask"] else 0},
         "operand": {operand: int(trace.beats.sum())},
         "outputs": {(config.acc_width, config.acc_width * config.output_depth): 2 * outputs},
         "loads": {program: entries["program"], stationary: entries["stationary"] * pes,
