@@ -107,6 +107,25 @@ def predict(config, traces, *, progress=False):
 
 
 @numba.njit(cache=True)
+def _tail_issue(elements, issue, last, count, need):
+    """Issue cycles of the last ``need`` elements of a PE's recent primitives (a ring of
+    ``count`` so far): each primitive's last element takes its own cycles, the others
+    its mean; fewer elements than ``need``: one cycle each for the rest."""
+    size = len(elements)
+    total = 0
+    left = need
+    for back in range(min(count, size)):
+        slot = (count - 1 - back) % size
+        take = min(left, elements[slot])
+        others = (issue[slot] - last[slot]) / max(1, elements[slot] - 1)
+        total += last[slot] + int(round((take - 1) * others))
+        left -= take
+        if left == 0:
+            break
+    return total + left
+
+
+@numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
               span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
               load_line, row_first, row_count, queue_depth, banks, ranges, lead_elements,
@@ -128,11 +147,14 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
-    # Per PE: issue cycles per element of the elements its previous primitive leaves
-    # in the element queue (how far ahead of the issue stage the accept stage's
-    # lead_elements reach): between the mean of its elements with a MAC (the
-    # others are dropped, never queued) and its last one's.
-    element_cycles = np.ones(pes, np.int64)
+    # Per PE, its last lead_elements primitives with a MAC (a ring): elements with a
+    # MAC (the others are dropped, never queued), issue cycles, and the last one's
+    # issue cycles; how far ahead of the issue stage the accept stage runs is the issue
+    # of the last lead_elements elements in flight.
+    recent_elements = np.zeros((pes, lead_elements), np.int64)
+    recent_issue = np.zeros((pes, lead_elements), np.int64)
+    recent_last = np.zeros((pes, lead_elements), np.int64)
+    recent = np.zeros(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
     row_open = np.zeros(pes, np.bool_)
@@ -205,7 +227,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 # in the RTL they need room too, but counting that made the model
                 # worse on random WG layers, whose errors it offsets).
                 # Cycles by which the accept stage may run ahead of the issue stage.
-                ahead = lead_elements * element_cycles[p]
+                ahead = _tail_issue(recent_elements[p], recent_issue[p], recent_last[p],
+                                    recent[p], lead_elements)
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
                             issue_free[p] - ahead - lead_beats[b, p])
                 last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
@@ -251,8 +274,11 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     for line in range(row_first[b, p], row_first[b, p] + row_count[b]):
                         line_free[p, line] = stop
                     tail_issue[p] = stop - last_mac[b, p]
-                    element_cycles[p] = max(1, (issue[b, p] // max(1, mac_elements[b, p])
-                                                + last_mac[b, p]) // 2)
+                    slot = recent[p] % lead_elements
+                    recent_elements[p, slot] = max(1, mac_elements[b, p])
+                    recent_issue[p, slot] = issue[b, p]
+                    recent_last[p, slot] = max(1, last_mac[b, p])
+                    recent[p] += 1
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker
