@@ -281,11 +281,13 @@ def draw_case(config, seed, index, *, phases=PHASES):
         operands = {"dy": dy, "w": w, "x": x}     # x gives BP its input size only
     capacity = None
     if rng.random() < 0.25:
-        # Buffers shrunk on the host side: several load-compute-readout runs.
-        row = config.max_row
+        # Buffers shrunk on the host side: several load-compute-readout runs. The
+        # stationary buffer holds at least a row's lines (a row command loads them all).
+        row, lines = config.max_row, config.row_lines
         capacity = Capacity(program=int(rng.integers(8, 65)),
                             operand=int(rng.integers(row, 4 * row + 1)),
-                            stationary=int(rng.integers(2, 9)), mask=int(rng.integers(2, 5)),
+                            stationary=int(rng.integers(lines, lines + 7)),
+                            mask=int(rng.integers(2, 5)),
                             outputs=int(rng.integers(2 * row, 8 * row + 1)))
     patterns = None
     if rng.random() < 0.5:

@@ -82,7 +82,7 @@ def simulate(config, trace):
                              trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
                              trace.last_mac, trace.trailing_issue, trace.mac_elements,
                              trace.load_line, trace.row_first, trace.row_count,
-                             config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
+                             trace.elements, config.elements_per_beat, config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
                              issue_lead(config), config.scratchpad_lines)
     return RunCycles(int(cycles), int(busy))
 
@@ -128,7 +128,7 @@ def _tail_issue(elements, issue, last, count, need):
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
               span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
-              load_line, row_first, row_count, queue_depth, banks, ranges, lead_elements,
+              load_line, row_first, row_count, elements, per_beat, queue_depth, banks, ranges, lead_elements,
               lines):
     bundles, pes = takes.shape
     # Per PE and scratchpad line: the end of the issue of the last primitive that read
@@ -232,6 +232,16 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
                             issue_free[p] - ahead - lead_beats[b, p])
                 last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
+                # A later beat waits for room too while the queue still holds elements
+                # of earlier primitives: while fewer than lead_elements of this one's
+                # are ahead of it (its elements with a MAC spread evenly over its beats).
+                for j in range(1, beats[b]):
+                    own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
+                    if own >= lead_elements:
+                        break
+                    last = max(last, issue_free[p] - _tail_issue(
+                        recent_elements[p], recent_issue[p], recent_last[p], recent[p],
+                        lead_elements - own) + beats[b] - 1 - j)
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
@@ -291,7 +301,11 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:
-                    # An empty task: its end marker, one issue cycle.
+                    # An empty task: its end marker, one issue cycle, pushed into the
+                    # element queue (the task is done) once the queue has room, as a beat.
+                    done[p] = max(done[p], issue_free[p] - _tail_issue(
+                        recent_elements[p], recent_issue[p], recent_last[p], recent[p],
+                        lead_elements))
                     finish = max(take + STARTUP_CYCLES, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
