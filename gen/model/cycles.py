@@ -12,12 +12,16 @@ primitive is summarized in a :class:`~gen.model.trace.Trace` of the run:
   queue two cycles later at the earliest, each when every PE that takes it
   has room in its beat queue (``array_queue_depth`` beats);
 - a PE takes its next task when the current one's last beat is accepted,
-  accepts one beat per cycle (up to a few elements ahead of its issue
-  stage, whose queue holds ``queue_depth`` elements), and issues each
+  accepts one beat per cycle while its element queue (``queue_depth``
+  elements) has room for a beat: once the element
+  :func:`hw.pe.issue_lead` places before the beat's first has started to
+  issue (the model keeps the issue of each PE's recent primitives, their
+  elements with a MAC back to back up to each one's end), and issues each
   element's MACs, ``lanes`` per cycle, two cycles after accepting it; an
   output row that ends without a MAC on its last element costs an end
-  marker; a new row waits for its psum bank, which a drain of ``out_len``
-  outputs frees, one drain after the other;
+  marker (an empty task's waits for room in the queue as a beat does); a
+  new row waits for its psum bank, which a drain of ``out_len`` outputs
+  frees, one drain after the other.
 - a PE takes an entry that loads a scratchpad line once the last primitive
   that read the line has issued; a load bundle without a primitive costs the
   PEs that load an accept cycle.
@@ -80,9 +84,11 @@ def simulate(config, trace):
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
-                             trace.last_mac, trace.trailing_issue, trace.mac_elements,
+                             trace.last_mac, trace.tail_cycles, trace.trailing_issue,
+                             trace.mac_elements,
                              trace.load_line, trace.row_first, trace.row_count,
-                             trace.elements, config.elements_per_beat, config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
+                             trace.elements, config.elements_per_beat,
+                             config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
                              issue_lead(config), config.scratchpad_lines)
     return RunCycles(int(cycles), int(busy))
 
@@ -106,30 +112,42 @@ def predict(config, traces, *, progress=False):
     return totals
 
 
+# Fields of a PE's ring of recent primitives (cycle model): per primitive with a MAC,
+# its elements with a MAC, issue cycles, the last element's, the last lead_elements
+# elements' (``Trace.tail_cycles``), and the end of its issue.
+_ELEMENTS, _ISSUE, _LAST, _TAIL, _STOP = range(5)
+
+
 @numba.njit(cache=True)
-def _tail_issue(elements, issue, last, count, need):
-    """Issue cycles of the last ``need`` elements of a PE's recent primitives (a ring of
-    ``count`` so far): each primitive's last element takes its own cycles, the others
-    its mean; fewer elements than ``need``: one cycle each for the rest."""
-    size = len(elements)
-    total = 0
+def _element_start(ring, count, need, free):
+    """The cycle the ``need``-th last element in flight of a PE starts to issue, from the
+    ``ring`` of its recent primitives (``count`` so far): each primitive's elements issue
+    back to back up to its end, its last ones as its tail says (evenly between its
+    last element's cycles and the tail's), the others in their mean; ``free`` (the
+    issue stage's next free cycle) less one cycle per element the ring does not hold."""
+    size = ring.shape[1]
     left = need
     for back in range(min(count, size)):
         slot = (count - 1 - back) % size
-        take = min(left, elements[slot])
-        others = (issue[slot] - last[slot]) / max(1, elements[slot] - 1)
-        total += last[slot] + int(round((take - 1) * others))
-        left -= take
-        if left == 0:
-            break
-    return total + left
+        elements, issue, last, tail, stop = ring[:, slot]
+        if left <= elements:
+            held = min(elements, size)
+            if left <= held:
+                cycles = last + (tail - last) * (left - 1) / max(1, held - 1)
+            else:
+                cycles = tail + (left - held) * (issue - tail) / max(1, elements - held)
+            return stop - int(round(cycles))
+        left -= elements
+        free = stop - issue
+    return free - left
 
 
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
-              load_line, row_first, row_count, elements, per_beat, queue_depth, banks, ranges, lead_elements,
-              lines):
+              span, tail_lag, pop_lag, head_lag, last_mac, tail_cycles, trailing_issue,
+              mac_elements,
+              load_line, row_first, row_count, elements, per_beat, queue_depth, banks,
+              ranges, lead_elements, lines):
     bundles, pes = takes.shape
     # Per PE and scratchpad line: the end of the issue of the last primitive that read
     # it (a load into it waits for that).
@@ -147,13 +165,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
-    # Per PE, its last lead_elements primitives with a MAC (a ring): elements with a
-    # MAC (the others are dropped, never queued), issue cycles, and the last one's
-    # issue cycles; how far ahead of the issue stage the accept stage runs is the issue
-    # of the last lead_elements elements in flight.
-    recent_elements = np.zeros((pes, lead_elements), np.int64)
-    recent_issue = np.zeros((pes, lead_elements), np.int64)
-    recent_last = np.zeros((pes, lead_elements), np.int64)
+    # Per PE, its last lead_elements primitives with a MAC (a ring, fields _ELEMENTS
+    # ...; elements without a MAC are dropped, never queued): the accept stage takes a
+    # beat once the lead_elements-th last element in flight starts to issue.
+    ring = np.zeros((pes, 5, lead_elements), np.int64)
     recent = np.zeros(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
@@ -227,8 +242,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 # in the RTL they need room too, but counting that made the model
                 # worse on random WG layers, whose errors it offsets).
                 # Cycles by which the accept stage may run ahead of the issue stage.
-                ahead = _tail_issue(recent_elements[p], recent_issue[p], recent_last[p],
-                                    recent[p], lead_elements)
+                ahead = issue_free[p] - _element_start(ring[p], recent[p], lead_elements,
+                                                       issue_free[p])
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
                             issue_free[p] - ahead - lead_beats[b, p])
                 last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
@@ -239,9 +254,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
                     if own >= lead_elements:
                         break
-                    last = max(last, issue_free[p] - _tail_issue(
-                        recent_elements[p], recent_issue[p], recent_last[p], recent[p],
-                        lead_elements - own) + beats[b] - 1 - j)
+                    last = max(last, _element_start(ring[p], recent[p], lead_elements - own,
+                                                    issue_free[p]) + beats[b] - 1 - j)
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
@@ -265,16 +279,32 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 lead = max(first + LATENCY, issue_free[p]) - ahead
                 # The beats after a beat follow one per cycle at most: it is read no
                 # later than the last one, less one cycle for each of them.
+                # Beat j waits for room in the element queue: for the start of the
+                # lead_elements-th last element pushed before it, of this primitive
+                # (its elements with a MAC spread evenly over its beats, issuing back
+                # to back from its start) or of earlier ones.
+                own_cycles = (issue[b, p] - last_mac[b, p]) / max(1, mac_elements[b, p] - 1)
+                own_start = max(first + LATENCY, issue_free[p])
+                arrived = 0
                 for j in range(beats[b]):
-                    beat_read[p, (beats_in[p] + j) % queue_depth] = max(
-                        first + j, sent[j] + QUEUE_LATENCY,
-                        min(lead + issue[b, p] * max(0, j - lead_beats[b, p])
-                            // max(1, beats[b] - lead_beats[b, p]), last - (beats[b] - 1 - j)))
+                    own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
+                    if own >= lead_elements:
+                        room = own_start + int(round((own - lead_elements) * own_cycles))
+                    else:
+                        room = _element_start(ring[p], recent[p], lead_elements - own,
+                                              issue_free[p])
+                    read = max(first + j, sent[j] + QUEUE_LATENCY,
+                               min(room, last - (beats[b] - 1 - j)))
+                    beat_read[p, (beats_in[p] + j) % queue_depth] = read
+                    # The elements of beats j on issue after beat j is read (their
+                    # issue spread evenly over the beats).
+                    arrived = max(arrived, read + LATENCY
+                                  + issue[b, p] * (beats[b] - j) // max(1, beats[b]))
                 beats_in[p] += beats[b]
                 if issue[b, p]:
                     stop = start + issue[b, p]
                     # No element issues before its beat is in.
-                    stop = max(stop, first + LATENCY + trailing_issue[b, p])
+                    stop = max(stop, first + LATENCY + trailing_issue[b, p], arrived)
                     if last_issue[b, p]:
                         stop = max(stop, last + LATENCY + last_issue[b, p])
                     starts[intervals] = start
@@ -285,9 +315,11 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                         line_free[p, line] = stop
                     tail_issue[p] = stop - last_mac[b, p]
                     slot = recent[p] % lead_elements
-                    recent_elements[p, slot] = max(1, mac_elements[b, p])
-                    recent_issue[p, slot] = issue[b, p]
-                    recent_last[p, slot] = max(1, last_mac[b, p])
+                    ring[p, _ELEMENTS, slot] = max(1, mac_elements[b, p])
+                    ring[p, _ISSUE, slot] = issue[b, p]
+                    ring[p, _LAST, slot] = max(1, last_mac[b, p])
+                    ring[p, _TAIL, slot] = tail_cycles[b, p]
+                    ring[p, _STOP, slot] = stop
                     recent[p] += 1
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
@@ -303,9 +335,8 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 if row_last[b]:
                     # An empty task: its end marker, one issue cycle, pushed into the
                     # element queue (the task is done) once the queue has room, as a beat.
-                    done[p] = max(done[p], issue_free[p] - _tail_issue(
-                        recent_elements[p], recent_issue[p], recent_last[p], recent[p],
-                        lead_elements))
+                    done[p] = max(done[p], _element_start(ring[p], recent[p], lead_elements,
+                                                          issue_free[p]))
                     finish = max(take + STARTUP_CYCLES, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
