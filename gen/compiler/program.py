@@ -24,7 +24,7 @@ from hw.layouts import buffer_layouts
 
 from .runs import closes_piece, load_entries
 from .schedule import bundle_geometry
-from .scratchpad import group_rows, separate_rounds
+from .scratchpad import group_rows, load_plan
 from .tasks import Packer, RowTask, pack_payload
 
 __all__ = ["Run", "Drain", "pack_program", "bundle_tasks", "program_json"]
@@ -164,42 +164,45 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
     rows = schedule.rows.copy()       # the scratchpads, as the schedule placed the rows
     for group, first, stop, partial in parts:
         placed, loaded, rounds = group_rows(rows, group, first, stop)
-        for number, (tasks, present) in enumerate(bundle_tasks(schedule, group, first, stop,
-                                                                partial)):
+        alone, ride_from, ride_round = load_plan(rows, group, first, stop, placed, loaded,
+                                                 rounds)
+        all_tasks = bundle_tasks(schedule, group, first, stop, partial)
+
+        def load(number, index):
+            # Load round ``index`` of bundle ``number``: each PE it names writes line
+            # ``index`` of its row into its scratchpad. The entry holds that line of every
+            # PE's row (a PE without one never loads), so it serves any PEs that load it.
+            bundle, loading = first + number, loaded[number].tolist()
+            (key,) = load_entries(group, bundle, rounds[number:number + 1])[index:index + 1]
+            entry, sources = stationary.place(key, [
+                tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
+                for task, b_row in zip(all_tasks[number][0], group.b_row[bundle].tolist())])
+            return {"load_line": [line + index if here else 0
+                                  for line, here in zip(placed[number].tolist(), loading)],
+                    "stationary_address": entry,
+                    "stationary_source": [source if here else 0
+                                          for source, here in zip(sources, loading)],
+                    "loads": sum(1 << unit for unit, here in enumerate(loading) if here)}
+
+        for number, (tasks, present) in enumerate(all_tasks):
             head = tasks[0]
             bundle = first + number
             closing = bundle >= stop
             firsts = [0] * pes if closing else placed[number].tolist()
-            loading = [] if closing else loaded[number].tolist()
-            loads = []
-            for index in range(0 if closing else int(rounds[number])):
-                # Load round ``index``: each PE named writes line ``index`` of its row
-                # into its scratchpad. The entry holds that line of every PE's row (a PE
-                # without one never loads), so it serves any PEs that load it.
-                (key,) = load_entries(group, bundle, rounds[number:number + 1])[index:index + 1]
-                entry, sources = stationary.place(key, [
-                    tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
-                    for task, b_row in zip(tasks, group.b_row[bundle].tolist())])
-                loads.append({
-                    "load_line": [line + index if here else 0
-                                  for line, here in zip(firsts, loading)],
-                    "stationary_address": entry,
-                    "stationary_source": [source if here else 0
-                                          for source, here in zip(sources, loading)],
-                    "loads": sum(1 << unit for unit, here in enumerate(loading) if here)})
-            # All rounds but the last in load-only commands; the last with the primitive.
-            alone = int(separate_rounds(len(loads)))
-            for load in loads[:alone]:
+            # Load-only commands for the rounds that do not come with a primitive, then
+            # the primitive with the round that rides with it (load_plan).
+            for index in range(0 if closing else int(alone[number])):
                 commands.append({
                     "empty": 1, "row_last": 0, "load_only": 1, "pad": 0, "in_width": 0,
                     "out_width": 0, "offset": 0, "row": [0] * pes, "mask_address": 0,
                     "operand_address": 0, "operand_beats": 0, "mask_source": [0] * pes,
-                    "works": 0, **load})
+                    "works": 0, **load(number, index)})
                 elements.append(0)
                 beats.append(0)
-            riding = loads[alone] if loads else {
-                "load_line": [0] * pes, "stationary_address": 0,
-                "stationary_source": [0] * pes, "loads": 0}
+            riding = load(int(ride_from[number]), int(ride_round[number])) \
+                if not closing and ride_from[number] >= 0 else {
+                    "load_line": [0] * pes, "stationary_address": 0,
+                    "stationary_source": [0] * pes, "loads": 0}
             mask_address, mask_source = 0, [0] * pes
             if group.mask_key is not None:
                 mask_address, mask_source = masks.place(group.mask_key,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import group_rows, separate_rounds
+from .scratchpad import group_rows, load_plan
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
 
@@ -75,11 +75,12 @@ class _RunPacker:
 
     def _walk(self, group, first, stop, rows, lines):
         """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows``
-        (updated); returns the load commands and adds the stationary-buffer entries they
-        read (:func:`load_entries`) to ``lines``."""
-        _, _, rounds = group_rows(rows, group, first, stop)
+        (updated); returns the load-only commands (:func:`load_plan`) and adds the
+        stationary-buffer entries the loads read (:func:`load_entries`) to ``lines``."""
+        firsts, loaded, rounds = group_rows(rows, group, first, stop)
         lines.update(load_entries(group, first, rounds))
-        return int(separate_rounds(rounds).sum())
+        alone, _, _ = load_plan(rows, group, first, stop, firsts, loaded, rounds)
+        return int(alone.sum())
 
     def _needs(self, group):
         """What a whole group adds to the run: ``(commands, stationary lines, mask keys,
@@ -165,7 +166,12 @@ class _Piece:
         self.mask = {group.mask_key} - packer.masks if group.mask_key is not None else set()
 
     def needs(self):
-        """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it."""
+        """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it (its
+        load-only commands counted again over the whole piece: growing it bundle by
+        bundle counts an upper bound, without the loads that ride with earlier
+        primitives of the piece)."""
+        self.loads = self.packer._walk(self.group, self.first, self.stop,
+                                       self.packer.rows.copy(), set())
         closing = closes_piece(self.group, self.stop)
         operands = dict.fromkeys(self.operands, 0)
         operands[None] = self.operand_beats     # the beats, under a key no row has
@@ -212,9 +218,8 @@ def pack_runs(groups, capacity, rows):
 
 def run_trace(parts, entries, rows):
     """The :class:`~gen.model.trace.Trace` of one run's group parts, the stationary rows
-    placed in scratchpads like ``rows`` (empty, as :func:`pack_runs` was given): the
-    last line a bundle's rows need comes with it, a load bundle before it for each
-    other line (:func:`~gen.compiler.scratchpad.separate_rounds`)."""
+    placed in scratchpads like ``rows`` (empty, as :func:`pack_runs` was given), their
+    lines loaded as :func:`~gen.compiler.scratchpad.load_plan` says."""
     rows = rows.copy()
     pieces = []
     for group, first, stop, partial in parts:
@@ -248,13 +253,14 @@ def run_trace(parts, entries, rows):
                                             -(-group.row_length[first:stop] // rows.words), 0)
         load_line = np.full((count, pes), -1, np.int32)
         if rounds.any():
-            # Round i of a bundle writes line i of its loaded rows; the last round comes
-            # with the primitive, the others in load bundles before it, which the PEs
-            # that load a line take, without beats (an accept cycle each).
-            last = np.maximum(rounds - 1, 0)
-            load_line[:stop - first] = np.where(loaded & (rounds[:, None] > 0),
-                                                firsts + last[:, None], -1)
-            alone = separate_rounds(rounds)
+            # Round i of a bundle writes line i of its loaded rows, with a primitive
+            # (its own last round, or a later bundle's) or in a load bundle before it,
+            # which the PEs that load take, without beats (an accept cycle each).
+            alone, ride_from, ride_round = load_plan(rows, group, first, stop, firsts,
+                                                     loaded, rounds)
+            source = np.maximum(ride_from, 0)
+            load_line[:stop - first] = np.where((ride_from >= 0)[:, None] & loaded[source],
+                                                firsts[source] + ride_round[:, None], -1)
             at = np.repeat(np.arange(stop - first), alone)
             index = np.arange(len(at)) - np.repeat(np.cumsum(alone) - alone, alone)
             lines = np.where(loaded[at], firsts[at] + index[:, None], -1).astype(np.int32)

@@ -46,7 +46,7 @@ from hw.config import AccelConfig
 from .layer import check_mode
 from .mapping import Mapping
 from .runs import TIMING, Capacity, pack_runs, run_trace
-from .scratchpad import ArrayRows, group_rows, separate_rounds
+from .scratchpad import ArrayRows, group_rows, load_plan
 from .tiling import closing_offset, closing_tile, needs_closing
 from .work import SlotTables, primitive_work
 
@@ -293,12 +293,12 @@ def _groups(config, layout, pes, dense):
                         estimate_load += np.where(real, row_work[safe], idle_work)
                         estimate_beats += int(np.maximum(1, group.beats).sum())
     # Loads of the stationary rows the scratchpads do not hold: a bundle-path cycle per
-    # load round that does not come with its primitive, an accept cycle per line a PE
+    # load round that does not come with a primitive, an accept cycle per line a PE
     # loads so (the run packer's placement, without its runs: an estimate).
     rows = ArrayRows.of(config, pes)
     for group in groups:
-        _, loaded, rounds = group_rows(rows, group, 0, group.bundles)
-        alone = separate_rounds(rounds)
+        firsts, loaded, rounds = group_rows(rows, group, 0, group.bundles)
+        alone, _, _ = load_plan(rows, group, 0, group.bundles, firsts, loaded, rounds)
         estimate_beats += int(alone.sum())
         estimate_load += (loaded * alone[:, None]).sum(axis=0)
     return groups, max(int(estimate_load.max()), estimate_beats)

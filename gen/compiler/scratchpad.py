@@ -15,8 +15,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from hw.layouts import row_entries
+
 __all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "group_rows", "needs_rows",
-           "separate_rounds"]
+           "separate_rounds", "load_plan"]
 
 
 def separate_rounds(rounds):
@@ -90,10 +92,12 @@ class ArrayRows:
     :class:`ScratchpadRows` does (a ring of lines, a row evicting the rows it
     overwrites), kept in arrays for :func:`group_rows`: a row loaded into a PE serves
     every later primitive that gives the PE that row, whichever group (and assignment
-    of rows to PEs) it belongs to."""
+    of rows to PEs) it belongs to. ``window``: the tasks a PE may have elements of in
+    flight (:func:`hw.layouts.row_entries`), which :func:`load_plan` keeps loads clear
+    of."""
 
-    def __init__(self, pes, lines, words):
-        self.pes, self.lines, self.words = pes, lines, words
+    def __init__(self, pes, lines, words, window):
+        self.pes, self.lines, self.words, self.window = pes, lines, words, window
         self.row_key = np.full((pes, lines), -1, np.int64)     # key of the row starting here
         self.row_lines = np.zeros((pes, lines), np.int64)      # and its lines
         self.covered = np.full((pes, lines), -1, np.int64)     # first line of the row here
@@ -101,11 +105,13 @@ class ArrayRows:
 
     @classmethod
     def of(cls, config, pes=None):
-        return cls(pes or config.pes, config.scratchpad_lines, config.line_words)
+        return cls(pes or config.pes, config.scratchpad_lines, config.line_words,
+                   row_entries(config.queue_depth, config.elements_per_beat))
 
     def copy(self):
         other = ArrayRows.__new__(ArrayRows)
         other.pes, other.lines, other.words = self.pes, self.lines, self.words
+        other.window = self.window
         for name in ("row_key", "row_lines", "covered", "next"):
             setattr(other, name, getattr(self, name).copy())
         return other
@@ -142,6 +148,70 @@ def group_rows(rows, group, first, stop):
            np.maximum(counts, 1), firsts, loaded)
     rounds = np.where(loaded.any(axis=1), np.maximum(counts, 1), 0)
     return firsts, loaded, rounds
+
+
+def load_plan(rows, group, first, stop, firsts, loaded, rounds):
+    """Which bundle carries each load round of bundles ``first..stop`` of ``group``
+    (:func:`group_rows`' placement): a bundle's last round rides with its primitive;
+    its earlier rounds ride with earlier primitives that load nothing of their own
+    (latest round first, going back one bundle each, as long as the PEs that load work
+    in that primitive and none of them reads the round's line from ``window`` bundles
+    before it on, so that no load waits for elements in flight or overwrites a row
+    still to be read; ``rows.window``: the tasks a PE may have in flight); the rest go in
+    load-only bundles right before the bundle.
+
+    Returns ``(alone, ride_from, ride_round)``, per bundle: its first ``alone`` rounds
+    go in load-only bundles before it; round ``ride_round`` of bundle ``ride_from``
+    rides with it (-1: none). All relative to ``first``."""
+    works = group.works[first:stop]
+    needs = (group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0) & works.any(axis=1)
+    counts = np.maximum(-(-group.row_length[first:stop] // rows.words), 1)
+    alone = np.zeros(stop - first, np.int64)
+    ride_from = np.full(stop - first, -1, np.int64)
+    ride_round = np.full(stop - first, -1, np.int64)
+    _plan(works, needs, counts, firsts, loaded, rounds, rows.window, alone, ride_from,
+          ride_round)
+    return alone, ride_from, ride_round
+
+
+@numba.njit(cache=True)
+def _plan(works, needs, counts, firsts, loaded, rounds, window, alone, ride_from, ride_round):
+    bundles, pes = works.shape
+    for b in range(bundles):
+        if rounds[b] == 0:
+            continue
+        ride_from[b] = b
+        ride_round[b] = rounds[b] - 1
+    for b in range(bundles):
+        if rounds[b] < 2:
+            continue
+        index = rounds[b] - 2
+        x = b - 1
+        while index >= 0 and x >= 0:
+            if ride_from[x] >= 0 or not needs[x]:
+                break
+            ok = True
+            for p in range(pes):
+                if not loaded[b, p]:
+                    continue
+                if not works[x, p]:
+                    ok = False
+                    break
+                line = firsts[b, p] + index
+                for y in range(max(0, x - window), b):
+                    if works[y, p] and needs[y] and \
+                            firsts[y, p] <= line < firsts[y, p] + counts[y]:
+                        ok = False
+                        break
+                if not ok:
+                    break
+            if not ok:
+                break
+            ride_from[x] = b
+            ride_round[x] = index
+            index -= 1
+            x -= 1
+        alone[b] = index + 1
 
 
 @numba.njit(cache=True)
