@@ -35,8 +35,11 @@ __all__ = ["Scratchpad", "row_entries"]
 def _in_ring(slot, first, last):
     """Whether slot number ``slot`` (an int) is in the ring range ``first .. last``
     (inclusive, wrapping)."""
-    from_first = (first == 0) if slot == 0 else (first <= slot)
-    to_last = 1 if slot == 0 else (last >= slot)      # unsigned: 0 is always <= last
+    # Unsigned: 0 is always <= last, and the largest value always >= first (written
+    # out, so that no comparison is constant: Verilator's lint refuses one).
+    top = (1 << len(first)) - 1
+    from_first = (first == 0) if slot == 0 else (1 if slot == top else first <= slot)
+    to_last = 1 if slot == 0 else (last == slot if slot == top else last >= slot)
     return Mux(first <= last, from_first & to_last, from_first | to_last)
 
 
