@@ -43,6 +43,7 @@ import numpy as np
 
 from hw.config import AccelConfig
 
+from ..model.cycles import predict
 from .layer import check_mode
 from .mapping import Mapping
 from .runs import TIMING, Capacity, pack_runs, run_trace
@@ -181,17 +182,21 @@ class Schedule:
         self.effectual_macs = sum(group.effectual_macs for group in groups)
         self.rows = ArrayRows.of(config, pes)
         self.runs = pack_runs(groups, capacity, self.rows) if capacity is not None else None
+        self._traces = None
 
     def traces(self):
-        """The :class:`~gen.model.trace.Trace` of every run."""
-        return [run_trace(parts, entries, self.rows) for parts, entries in self.runs]
+        """The :class:`~gen.model.trace.Trace` of every run (made once)."""
+        if self._traces is None:
+            self._traces = [run_trace(parts, entries, self.rows) for parts, entries in self.runs]
+        return self._traces
 
 
 def schedule_layer(config, spec, *, dense, pes=None, capacity=None, runs=True, mapping=None):
     """The :class:`Schedule` of a layer phase ``spec`` (a checked
     :class:`~gen.compiler.layer.LayerSpec`, or :class:`~gen.compiler.layer.LayerMaps`)
     for ``config``'s array of ``pes`` PEs (default: all; 1 for a lone PE), in dense
-    or sparse mode: the candidate mapping with the fewest estimated cycles, its groups
+    or sparse mode: the candidate mapping with the fewest cycles (the cycle model's, of
+    each candidate packed into runs; with ``runs=False`` the estimate's), its groups
     packed into runs of ``capacity`` (default: the config's buffers; ``runs=False``:
     groups only, for the PE array or a PE fed directly). ``mapping``: this
     :class:`~gen.compiler.mapping.Mapping` instead of the best candidate."""
@@ -199,14 +204,24 @@ def schedule_layer(config, spec, *, dense, pes=None, capacity=None, runs=True, m
         raise TypeError(f"config must be an AccelConfig, not {config!r}")
     check_mode(config, dense)
     pes = pes or config.pes
+    candidates = [mapping] if mapping is not None else Mapping.candidates(config, spec, pes)
+    capacity = (capacity or Capacity.of(config)) if runs else None
     best = None
-    for candidate in [mapping] if mapping is not None else Mapping.candidates(config, spec, pes):
+    for candidate in candidates:
         layout = _Layout(config, spec, candidate)
         groups, estimate = _groups(config, layout, pes, dense)
+        schedule = None
+        if runs and len(candidates) > 1:
+            # Packed into runs, the candidates are told apart by the cycle model (the
+            # estimate leaves out the pipeline's stalls, which differ between them).
+            schedule = Schedule(config, layout, groups, estimate, dense=dense, pes=pes,
+                                capacity=capacity)
+            estimate = predict(config, schedule.traces())["cycles"]
         if best is None or estimate < best[2]:
-            best = (layout, groups, estimate)
-    capacity = (capacity or Capacity.of(config)) if runs else None
-    return Schedule(config, *best, dense=dense, pes=pes, capacity=capacity)
+            best = (layout, groups, estimate, schedule)
+    layout, groups, estimate, schedule = best
+    return schedule or Schedule(config, layout, groups, estimate, dense=dense, pes=pes,
+                                capacity=capacity)
 
 
 def _groups(config, layout, pes, dense):
