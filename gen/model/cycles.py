@@ -143,6 +143,17 @@ def _element_start(ring, count, need, free):
 
 
 @numba.njit(cache=True)
+def _marker(ring, count, stop):
+    """Add a row's end marker to a PE's ring of recent primitives (``count`` so far): an
+    element of one issue cycle in the element queue, issued up to ``stop``. Returns the
+    new count."""
+    slot = count % ring.shape[1]
+    ring[_ELEMENTS, slot] = ring[_ISSUE, slot] = ring[_LAST, slot] = ring[_TAIL, slot] = 1
+    ring[_STOP, slot] = stop
+    return count + 1
+
+
+@numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
               span, tail_lag, pop_lag, head_lag, last_mac, tail_cycles, trailing_issue,
               mac_elements,
@@ -165,9 +176,10 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
-    # Per PE, its last lead_elements primitives with a MAC (a ring, fields _ELEMENTS
-    # ...; elements without a MAC are dropped, never queued): the accept stage takes a
-    # beat once the lead_elements-th last element in flight starts to issue.
+    # Per PE, its last lead_elements primitives with a MAC and rows' end markers (a
+    # ring, fields _ELEMENTS ...; elements without a MAC are dropped, never queued): the
+    # accept stage takes a beat once the lead_elements-th last element in flight starts
+    # to issue.
     ring = np.zeros((pes, 5, lead_elements), np.int64)
     recent = np.zeros(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
@@ -325,11 +337,13 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker
                         issue_free[p] = finish + 1
+                        recent[p] = _marker(ring[p], recent[p], finish + 1)
                 elif row_last[b]:
                     finish = max(last + LATENCY, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
+                    recent[p] = _marker(ring[p], recent[p], finish + 1)
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:
@@ -341,6 +355,7 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
+                    recent[p] = _marker(ring[p], recent[p], finish + 1)
             if row_last[b]:
                 drain = max(finish + DRAIN_LATENCY, drain_free[p])
                 bank_free[p, bank[p]] = drain + out_len[b]
