@@ -99,7 +99,8 @@ class Group:
     (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the stationary
     row, -1 for a zero row), ``present`` (the command's present bit), ``takes``,
     ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
-    ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``trailing_issue``, ``mac_elements``, and ``issued_macs``
+    ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``tail_cycles``,
+    ``trailing_issue``, ``mac_elements``, and ``issued_macs``
     per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
     without a row; made from ``placement`` when asked for) and ``mask_rows`` (BP). ``columns`` is the slice of the rows the group holds,
     ``out_len`` its length, ``mask_key`` its mask entry's key (BP)."""
@@ -107,9 +108,8 @@ class Group:
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
                  "out_len", "columns", "placement", "takes", "works", "issue", "last_issue",
-                 "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue",
-                 "mac_elements",
-                 "issued_macs", "effectual_macs")
+                 "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac",
+                 "tail_cycles", "trailing_issue", "mac_elements", "issued_macs", "effectual_macs")
 
     @property
     def bundles(self):

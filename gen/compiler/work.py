@@ -51,8 +51,8 @@ class PrimitiveWork:
     (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
 
     __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
-                 "tail_lag", "pop_lag", "head_lag", "last_mac", "trailing_issue", "mac_elements",
-                 "issued", "effectual", "stationary")
+                 "tail_lag", "pop_lag", "head_lag", "last_mac", "tail_cycles", "trailing_issue",
+                 "mac_elements", "issued", "effectual", "stationary")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):
@@ -89,6 +89,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
     pop_lag = np.full((prims, tiles, members), -1, np.int64)
     head_lag = np.full((prims, tiles, members), -1, np.int64)
     last_mac = np.zeros((prims, tiles, members), np.int64)
+    tail_cycles = np.zeros((prims, tiles, members), np.int64)
     trailing_issue = np.zeros((prims, tiles, members), np.int64)
     mac_elements = np.zeros((prims, tiles, members), np.int64)
     element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
@@ -139,10 +140,11 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                 issue[t, q, m] = cycles
                 last_issue[t, q, m] = last
                 (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], pop_lag[t, q, m],
-                 head_lag[t, q, m], last_mac[t, q, m], trailing_issue[t, q, m]) = queue_timing(
+                 head_lag[t, q, m], last_mac[t, q, m], tail_cycles[t, q, m],
+                 trailing_issue[t, q, m]) = queue_timing(
                     element_cycles[:streamed], per_beat, queue_depth)
     return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, pop_lag, head_lag,
-            last_mac, trailing_issue, mac_elements, issued, effectual, stationary)
+            last_mac, tail_cycles, trailing_issue, mac_elements, issued, effectual, stationary)
 
 
 @numba.njit(cache=True)
@@ -159,7 +161,7 @@ def queue_timing(cycles, per_beat, depth):
     cycle.
 
     Returns ``(lead_beats, accept_span, tail_lag, pop_lag, head_lag, last_mac,
-    trailing_issue)``.
+    tail_cycles, trailing_issue)``.
     ``lead_beats``: the beats before the first one with an element that has a
     MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from
     accepting the first beat to accepting the last when the PE starts idle. A beat can be accepted only once the issue
@@ -172,7 +174,9 @@ def queue_timing(cycles, per_beat, depth):
     but for a psum bank (it leaves the queue while it waits for one),
     ``head_lag`` the latest that waits for the previous
     primitive's last element, in cycles from that element's issue (-1:
-    none). ``last_mac``: the issue cycles of the last element with a MAC.
+    none). ``last_mac``: the issue cycles of the last element with a MAC;
+    ``tail_cycles``: of the last ``depth - per_beat + 1`` (all, when fewer): how
+    far the accept stage runs ahead of the issue of a primitive that follows.
     ``trailing_issue``: see :class:`gen.model.trace.Trace`.
     """
     count = len(cycles)
@@ -207,6 +211,7 @@ def queue_timing(cycles, per_beat, depth):
     for element in range(count):
         if cycles[element] > 0:
             last_mac = cycles[element]
+    tail_cycles = started[macs] - started[max(0, macs - (depth - per_beat + 1))]
     trailing_issue = 0
     after = 0       # issue cycles of the elements of beats j on
     for j in range(beats - 1, -1, -1):
@@ -233,4 +238,5 @@ def queue_timing(cycles, per_beat, depth):
             last_accept = cycle
             beat += 1
         cycle += 1
-    return lead_beats, last_accept, tail_lag, pop_lag, head_lag, last_mac, trailing_issue
+    return (lead_beats, last_accept, tail_lag, pop_lag, head_lag, last_mac, tail_cycles,
+            trailing_issue)

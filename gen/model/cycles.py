@@ -12,12 +12,16 @@ primitive is summarized in a :class:`~gen.model.trace.Trace` of the run:
   queue two cycles later at the earliest, each when every PE that takes it
   has room in its beat queue (``array_queue_depth`` beats);
 - a PE takes its next task when the current one's last beat is accepted,
-  accepts one beat per cycle (up to a few elements ahead of its issue
-  stage, whose queue holds ``queue_depth`` elements), and issues each
+  accepts one beat per cycle while its element queue (``queue_depth``
+  elements) has room for a beat: once the element
+  :func:`hw.pe.issue_lead` places before the beat's first has started to
+  issue (the model keeps the issue of each PE's recent primitives, their
+  elements with a MAC back to back up to each one's end), and issues each
   element's MACs, ``lanes`` per cycle, two cycles after accepting it; an
   output row that ends without a MAC on its last element costs an end
-  marker; a new row waits for its psum bank, which a drain of ``out_len``
-  outputs frees, one drain after the other.
+  marker (an empty task's waits for room in the queue as a beat does); a
+  new row waits for its psum bank, which a drain of ``out_len`` outputs
+  frees, one drain after the other.
 
 Every latency is the RTL's own, exported by the block that fixes it
 (:data:`hw.controller.FIRST_BUNDLE`, :data:`hw.controller.OPERAND_LATENCY`,
@@ -77,7 +81,9 @@ def simulate(config, trace):
     cycles, busy = _simulate(trace.beats, trace.row_last, trace.out_len, trace.takes,
                              trace.works, trace.issue, trace.last_issue, trace.lead_beats,
                              trace.accept_span, trace.tail_lag, trace.pop_lag, trace.head_lag,
-                             trace.last_mac, trace.trailing_issue, trace.mac_elements,
+                             trace.last_mac, trace.tail_cycles, trace.trailing_issue,
+                             trace.mac_elements,
+                             trace.elements, config.elements_per_beat,
                              config.array_queue_depth, config.psum_banks, OPERAND_RANGES,
                              issue_lead(config))
     return RunCycles(int(cycles), int(busy))
@@ -102,10 +108,52 @@ def predict(config, traces, *, progress=False):
     return totals
 
 
+# Fields of a PE's ring of recent primitives (cycle model): per primitive with a MAC,
+# its elements with a MAC, issue cycles, the last element's, the last lead_elements
+# elements' (``Trace.tail_cycles``), and the end of its issue.
+_ELEMENTS, _ISSUE, _LAST, _TAIL, _STOP = range(5)
+
+
+@numba.njit(cache=True)
+def _element_start(ring, count, need, free):
+    """The cycle the ``need``-th last element in flight of a PE starts to issue, from the
+    ``ring`` of its recent primitives (``count`` so far): each primitive's elements issue
+    back to back up to its end, its last ones as its tail says (evenly between its
+    last element's cycles and the tail's), the others in their mean; ``free`` (the
+    issue stage's next free cycle) less one cycle per element the ring does not hold."""
+    size = ring.shape[1]
+    left = need
+    for back in range(min(count, size)):
+        slot = (count - 1 - back) % size
+        elements, issue, last, tail, stop = ring[:, slot]
+        if left <= elements:
+            held = min(elements, size)
+            if left <= held:
+                cycles = last + (tail - last) * (left - 1) / max(1, held - 1)
+            else:
+                cycles = tail + (left - held) * (issue - tail) / max(1, elements - held)
+            return stop - int(round(cycles))
+        left -= elements
+        free = stop - issue
+    return free - left
+
+
+@numba.njit(cache=True)
+def _marker(ring, count, stop):
+    """Add a row's end marker to a PE's ring of recent primitives (``count`` so far): an
+    element of one issue cycle in the element queue, issued up to ``stop``. Returns the
+    new count."""
+    slot = count % ring.shape[1]
+    ring[_ELEMENTS, slot] = ring[_ISSUE, slot] = ring[_LAST, slot] = ring[_TAIL, slot] = 1
+    ring[_STOP, slot] = stop
+    return count + 1
+
+
 @numba.njit(cache=True)
 def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_beats,
-              span, tail_lag, pop_lag, head_lag, last_mac, trailing_issue, mac_elements,
-              queue_depth, banks, ranges, lead_elements):
+              span, tail_lag, pop_lag, head_lag, last_mac, tail_cycles, trailing_issue,
+              mac_elements,
+              elements, per_beat, queue_depth, banks, ranges, lead_elements):
     bundles, pes = takes.shape
     # Per PE: take times of its last queue_depth tasks (a ring), the cycle its
     # current task is done (last beat accepted), its issue stage's next free
@@ -120,11 +168,12 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     issue_free = np.zeros(pes, np.int64)
     # Per PE: the cycle the last element with a MAC of its previous primitive issued.
     tail_issue = np.full(pes, -1, np.int64)
-    # Per PE: issue cycles per element of the elements its previous primitive leaves
-    # in the element queue (how far ahead of the issue stage the accept stage's
-    # lead_elements reach): between the mean of its elements with a MAC (the
-    # others are dropped, never queued) and its last one's.
-    element_cycles = np.ones(pes, np.int64)
+    # Per PE, its last lead_elements primitives with a MAC and rows' end markers (a
+    # ring, fields _ELEMENTS ...; elements without a MAC are dropped, never queued): the
+    # accept stage takes a beat once the lead_elements-th last element in flight starts
+    # to issue.
+    ring = np.zeros((pes, 5, lead_elements), np.int64)
+    recent = np.zeros(pes, np.int64)
     bank_free = np.zeros((pes, banks), np.int64)
     bank = np.zeros(pes, np.int64)
     row_open = np.zeros(pes, np.bool_)
@@ -193,10 +242,20 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 # in the RTL they need room too, but counting that made the model
                 # worse on random WG layers, whose errors it offsets).
                 # Cycles by which the accept stage may run ahead of the issue stage.
-                ahead = lead_elements * element_cycles[p]
+                ahead = issue_free[p] - _element_start(ring[p], recent[p], lead_elements,
+                                                       issue_free[p])
                 first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
                             issue_free[p] - ahead - lead_beats[b, p])
                 last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
+                # A later beat waits for room too while the queue still holds elements
+                # of earlier primitives: while fewer than lead_elements of this one's
+                # are ahead of it (its elements with a MAC spread evenly over its beats).
+                for j in range(1, beats[b]):
+                    own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
+                    if own >= lead_elements:
+                        break
+                    last = max(last, _element_start(ring[p], recent[p], lead_elements - own,
+                                                    issue_free[p]) + beats[b] - 1 - j)
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
@@ -220,16 +279,32 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 lead = max(first + LATENCY, issue_free[p]) - ahead
                 # The beats after a beat follow one per cycle at most: it is read no
                 # later than the last one, less one cycle for each of them.
+                # Beat j waits for room in the element queue: for the start of the
+                # lead_elements-th last element pushed before it, of this primitive
+                # (its elements with a MAC spread evenly over its beats, issuing back
+                # to back from its start) or of earlier ones.
+                own_cycles = (issue[b, p] - last_mac[b, p]) / max(1, mac_elements[b, p] - 1)
+                own_start = max(first + LATENCY, issue_free[p])
+                arrived = 0
                 for j in range(beats[b]):
-                    beat_read[p, (beats_in[p] + j) % queue_depth] = max(
-                        first + j, sent[j] + QUEUE_LATENCY,
-                        min(lead + issue[b, p] * max(0, j - lead_beats[b, p])
-                            // max(1, beats[b] - lead_beats[b, p]), last - (beats[b] - 1 - j)))
+                    own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
+                    if own >= lead_elements:
+                        room = own_start + int(round((own - lead_elements) * own_cycles))
+                    else:
+                        room = _element_start(ring[p], recent[p], lead_elements - own,
+                                              issue_free[p])
+                    read = max(first + j, sent[j] + QUEUE_LATENCY,
+                               min(room, last - (beats[b] - 1 - j)))
+                    beat_read[p, (beats_in[p] + j) % queue_depth] = read
+                    # The elements of beats j on issue after beat j is read (their
+                    # issue spread evenly over the beats).
+                    arrived = max(arrived, read + LATENCY
+                                  + issue[b, p] * (beats[b] - j) // max(1, beats[b]))
                 beats_in[p] += beats[b]
                 if issue[b, p]:
                     stop = start + issue[b, p]
                     # No element issues before its beat is in.
-                    stop = max(stop, first + LATENCY + trailing_issue[b, p])
+                    stop = max(stop, first + LATENCY + trailing_issue[b, p], arrived)
                     if last_issue[b, p]:
                         stop = max(stop, last + LATENCY + last_issue[b, p])
                     starts[intervals] = start
@@ -237,25 +312,36 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                     intervals += 1
                     issue_free[p] = stop
                     tail_issue[p] = stop - last_mac[b, p]
-                    element_cycles[p] = max(1, (issue[b, p] // max(1, mac_elements[b, p])
-                                                + last_mac[b, p]) // 2)
+                    slot = recent[p] % lead_elements
+                    ring[p, _ELEMENTS, slot] = max(1, mac_elements[b, p])
+                    ring[p, _ISSUE, slot] = issue[b, p]
+                    ring[p, _LAST, slot] = max(1, last_mac[b, p])
+                    ring[p, _TAIL, slot] = tail_cycles[b, p]
+                    ring[p, _STOP, slot] = stop
+                    recent[p] += 1
                     finish = stop - 1
                     if row_last[b] and not last_issue[b, p]:
                         finish = max(last + LATENCY, issue_free[p])   # end marker
                         issue_free[p] = finish + 1
+                        recent[p] = _marker(ring[p], recent[p], finish + 1)
                 elif row_last[b]:
                     finish = max(last + LATENCY, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
+                    recent[p] = _marker(ring[p], recent[p], finish + 1)
             else:
                 done[p] = take + TASK_LATENCY
                 if row_last[b]:
-                    # An empty task: its end marker, one issue cycle.
+                    # An empty task: its end marker, one issue cycle, pushed into the
+                    # element queue (the task is done) once the queue has room, as a beat.
+                    done[p] = max(done[p], _element_start(ring[p], recent[p], lead_elements,
+                                                          issue_free[p]))
                     finish = max(take + STARTUP_CYCLES, issue_free[p])
                     if not row_open[p]:
                         finish = max(finish, bank_free[p, bank[p]])
                     issue_free[p] = finish + 1
+                    recent[p] = _marker(ring[p], recent[p], finish + 1)
             if row_last[b]:
                 drain = max(finish + DRAIN_LATENCY, drain_free[p])
                 bank_free[p, bank[p]] = drain + out_len[b]

@@ -16,7 +16,8 @@ __all__ = ["Trace", "TIMING"]
 
 # Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
 TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
-          "pop_lag": -1, "head_lag": -1, "last_mac": 0, "trailing_issue": 0,
+          "pop_lag": -1, "head_lag": -1, "last_mac": 0, "tail_cycles": 0,
+          "trailing_issue": 0,
           "mac_elements": 0}
 
 
@@ -41,6 +42,9 @@ class Trace:
     last_issue : int32 (B, P)
         Issue cycles of the primitive's last streamed element (0: none, the
         row then needs an end marker when the primitive closes it).
+    tail_cycles : int32 (B, P)
+        Issue cycles of the primitive's last ``queue_depth - elements_per_beat + 1``
+        elements with a MAC (all of them, when fewer).
     trailing_issue : int32 (B, P)
         The earliest end of the primitive's issue in cycles after its first beat
         is accepted, from its beats alone: beat ``k`` is accepted ``k`` cycles
@@ -76,6 +80,7 @@ class Trace:
     pop_lag: np.ndarray
     head_lag: np.ndarray
     last_mac: np.ndarray
+    tail_cycles: np.ndarray = None
     trailing_issue: np.ndarray = None
     mac_elements: np.ndarray = None
     elements: np.ndarray = None
