@@ -92,3 +92,18 @@ def test_command_line_writes_the_stats_of_cosim_layer(tmp_path, capsys):
         main(["estimate", "--phase", "bp", "--w", str(tmp_path / "w.npy"), "--stride", "1",
               "--pad", "1", "--config", "small", "--stats", str(stats_path)])
     assert "phase bp needs dy" in capsys.readouterr().err
+
+
+def test_queue_timing_counts_the_tail_a_following_primitive_waits_for():
+    """``tail_cycles``: the issue cycles of a primitive's last ``depth - per_beat + 1``
+    elements with a MAC (all of them when fewer), what the cycle model counts the next
+    primitive's room in the element queue from."""
+    from gen.compiler.work import queue_timing
+
+    cycles = np.array([3, 0, 2, 5, 1, 0], np.int64)      # 0: dropped, never queued
+    *_, last_mac, tail_cycles, _ = queue_timing(cycles, 2, 4)
+    assert (last_mac, tail_cycles) == (1, 2 + 5 + 1)
+    *_, tail_cycles, _ = queue_timing(np.array([0, 4], np.int64), 2, 4)
+    assert tail_cycles == 4
+    *_, tail_cycles, _ = queue_timing(np.array([3, 2, 5, 1], np.int64), 3, 6)
+    assert tail_cycles == 3 + 2 + 5 + 1

@@ -101,7 +101,8 @@ class Group:
     (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the stationary
     row, -1 for a zero row), ``present`` (the command's present bit), ``takes``,
     ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
-    ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``tail_cycles``, ``trailing_issue``, ``mac_elements``, and ``issued_macs``
+    ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``tail_cycles``,
+    ``trailing_issue``, ``mac_elements``, and ``issued_macs``
     per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
     without a row; made from ``placement`` when asked for; ``placement_key`` tells
     placements apart) and ``mask_rows`` (BP); ``row_length`` per bundle, the operands of
@@ -111,12 +112,9 @@ class Group:
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
                  "out_len", "columns", "placement", "placement_key", "row_length", "row_slice",
-                 "takes",
-                 "works", "issue", "last_issue",
-                 "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac", "tail_cycles",
-                 "trailing_issue",
-                 "mac_elements",
-                 "issued_macs", "effectual_macs")
+                 "takes", "works", "issue", "last_issue",
+                 "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac",
+                 "tail_cycles", "trailing_issue", "mac_elements", "issued_macs", "effectual_macs")
 
     @property
     def bundles(self):
