@@ -186,6 +186,9 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
     routed_end = np.zeros(queue_depth, np.int64)
     # The cycle each beat of the current bundle goes out.
     sent = np.zeros(beats.max() + 1 if bundles else 1, np.int64)
+    # Per beat of the current primitive that waits on earlier primitives' elements
+    # for room in the element queue, the cycle it has room.
+    early_room = np.zeros(beats.max() + 1 if bundles else 1, np.int64)
     # Issue intervals, for the busy cycles.
     starts = np.zeros(bundles * pes, np.int64)
     lengths = np.zeros(bundles * pes, np.int64)
@@ -241,21 +244,28 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 # to lead_beats cycles before the room the others need (an estimate:
                 # in the RTL they need room too, but counting that made the model
                 # worse on random WG layers, whose errors it offsets).
-                # Cycles by which the accept stage may run ahead of the issue stage.
-                ahead = issue_free[p] - _element_start(ring[p], recent[p], lead_elements,
-                                                       issue_free[p])
-                first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
-                            issue_free[p] - ahead - lead_beats[b, p])
-                last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
-                # A later beat waits for room too while the queue still holds elements
-                # of earlier primitives: while fewer than lead_elements of this one's
-                # are ahead of it (its elements with a MAC spread evenly over its beats).
+                # Beat j has room in the element queue once the lead_elements-th last
+                # element pushed before it starts to issue: while fewer than
+                # lead_elements of this primitive's are ahead of it (its elements with
+                # a MAC spread evenly over its beats), one of earlier primitives'.
+                early_room[0] = _element_start(ring[p], recent[p], lead_elements,
+                                               issue_free[p])
+                early = 1      # the beats that wait so
                 for j in range(1, beats[b]):
                     own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
                     if own >= lead_elements:
                         break
-                    last = max(last, _element_start(ring[p], recent[p], lead_elements - own,
-                                                    issue_free[p]) + beats[b] - 1 - j)
+                    early_room[j] = _element_start(ring[p], recent[p], lead_elements - own,
+                                                   issue_free[p])
+                    early = j + 1
+                # Cycles by which the accept stage may run ahead of the issue stage.
+                ahead = issue_free[p] - early_room[0]
+                first = max(take + TASK_LATENCY, first_beat + QUEUE_LATENCY,
+                            issue_free[p] - ahead - lead_beats[b, p])
+                last = max(first + max(beats[b] - 1, span[b, p]), last_beat + QUEUE_LATENCY)
+                # A later beat waits for that room too; the beats after it follow.
+                for j in range(1, early):
+                    last = max(last, early_room[j] + beats[b] - 1 - j)
                 start = 0
                 if issue[b, p]:
                     start = max(first + lead_beats[b, p] + LATENCY, issue_free[p])
@@ -279,20 +289,18 @@ def _simulate(beats, row_last, out_len, takes, works, issue, last_issue, lead_be
                 lead = max(first + LATENCY, issue_free[p]) - ahead
                 # The beats after a beat follow one per cycle at most: it is read no
                 # later than the last one, less one cycle for each of them.
-                # Beat j waits for room in the element queue: for the start of the
-                # lead_elements-th last element pushed before it, of this primitive
-                # (its elements with a MAC spread evenly over its beats, issuing back
-                # to back from its start) or of earlier ones.
+                # Beat j waits for room in the element queue (early_room above, or
+                # the start of this primitive's element lead_elements before it, its
+                # elements issuing back to back from its start).
                 own_cycles = (issue[b, p] - last_mac[b, p]) / max(1, mac_elements[b, p] - 1)
                 own_start = max(first + LATENCY, issue_free[p])
                 arrived = 0
                 for j in range(beats[b]):
-                    own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
-                    if own >= lead_elements:
-                        room = own_start + int(round((own - lead_elements) * own_cycles))
+                    if j < early:
+                        room = early_room[j]
                     else:
-                        room = _element_start(ring[p], recent[p], lead_elements - own,
-                                              issue_free[p])
+                        own = j * per_beat * mac_elements[b, p] // max(1, elements[b])
+                        room = own_start + int(round((own - lead_elements) * own_cycles))
                     read = max(first + j, sent[j] + QUEUE_LATENCY,
                                min(room, last - (beats[b] - 1 - j)))
                     beat_read[p, (beats_in[p] + j) % queue_depth] = read
