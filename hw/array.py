@@ -136,10 +136,8 @@ class PEArray(wiring.Component):
             m.d.comb += [
                 own_task.eq(self.task.payload.task),
                 own_task.mask.eq(self.task.payload.mask[number]),
-                own_task.row.eq(self.task.payload.row[number]),
                 own_task.line.eq(self.task.payload.line[number]),
                 own_task.load.eq(bundle.loads[number]),
-                own_task.load_line.eq(self.task.payload.load_line[number]),
                 own_task.empty.eq(bundle.task.empty | ~works[number]),
                 task_queue.w_data.eq(own_task),
                 task_queue.w_en.eq(self.task.valid & self.task.ready & takes[number]),

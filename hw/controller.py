@@ -152,15 +152,15 @@ class Controller(wiring.Component):
             payload.task.offset.eq(held.offset),
             payload.task.load_only.eq(held.load_only),
         ]
-        # Crossbar: PE p takes any line of the stationary entry and any mask row of
-        # the mask entry, as the command says.
+        # Crossbar: PE p takes the line and the mask row of its member, ``source[p]``
+        # (entries hold them in member order).
         pes = config.pes
         lines = Array(self.stationary_data[p].as_value() for p in range(pes))
         mask_rows = Array(self.mask_data[p] for p in range(pes))
-        m.d.comb += [payload.line[p].eq(lines[held.stationary_source[p]]) for p in range(pes)]
-        m.d.comb += [payload.mask[p].eq(mask_rows[held.mask_source[p]]) for p in range(pes)]
-        m.d.comb += [payload.works.eq(held.works), payload.row.eq(held.row),
-                     payload.loads.eq(held.loads), payload.load_line.eq(held.load_line)]
+        m.d.comb += [payload.line[p].eq(lines[held.source[p]]) for p in range(pes)]
+        m.d.comb += [payload.mask[p].eq(mask_rows[held.source[p]]) for p in range(pes)]
+        m.d.comb += [payload.works.eq(held.works), payload.task.row.eq(held.row),
+                     payload.loads.eq(held.loads), payload.task.load_line.eq(held.load_line)]
 
         # -- operand sequencer ------------------------------------------------
         beat_address = Signal.like(queued.address)

@@ -163,24 +163,21 @@ def bundle_layout(config):
     """One entry of the PE array's task stream for every PE: a row primitive with shared
     geometry, lines for the PEs to load, or both.
 
-    ``task`` holds the fields all PEs share (its ``mask``, ``row``, ``load``,
-    ``load_line`` and ``line`` are ignored; ``task.load_only``: no primitive).
-    PE ``p`` gets ``mask[p]`` (BP) and ``row[p]`` (where its stationary row
-    starts in its scratchpad) and, when bit ``p`` of ``loads`` is set, writes
-    ``line[p]`` into its scratchpad line ``load_line[p]`` as it takes the entry.
-    Bit ``p`` of ``works`` is set when PE ``p`` works on the primitive: it has
-    an output row of its own in this group, the primitive is in its row, and
-    (sparse mode) its stationary row and BP mask row are not all zero; a PE
-    that does not work only gets a primitive that closes a row, as an empty
-    task, or one with a line to load.
+    ``task`` holds the fields all PEs share, ``row`` (the scratchpad line the PEs'
+    stationary rows start at: the host places a bundle's rows on the same line in
+    every PE) and ``load_line`` among them (its ``mask``, ``load`` and ``line`` are
+    ignored; ``task.load_only``: no primitive). PE ``p`` gets ``mask[p]`` (BP) and,
+    when bit ``p`` of ``loads`` is set, writes ``line[p]`` into its scratchpad line
+    ``task.load_line`` as it takes the entry. Bit ``p`` of ``works`` is set when PE
+    ``p`` works on the primitive: it has an output row of its own in this group,
+    the primitive is in its row, and (sparse mode) its stationary row and BP mask row
+    are not all zero; a PE that does not work only gets a primitive that closes a
+    row, as an empty task, or one with a line to load.
     """
     pes = config.pes
-    line_address = unsigned(config.line_address_width)
     return data.StructLayout({
         "task": task_layout(config),
         "mask": data.ArrayLayout(unsigned(config.max_row), pes),
-        "row": data.ArrayLayout(line_address, pes),
-        "load_line": data.ArrayLayout(line_address, pes),
         "line": data.ArrayLayout(line_layout(config), pes),
         "works": unsigned(pes),
         "loads": unsigned(pes),
@@ -210,19 +207,20 @@ def command_layout(config):
     The layer-wide fields (phase, stride, kernel, mode) come from the
     descriptor registers; a command holds what changes from bundle to bundle.
     A primitive: the task geometry of a (possibly tiled) row primitive,
-    ``empty`` and ``row_last``, per PE the scratchpad line its stationary row
-    starts at (``row``), the mask-buffer entry (BP), and where its streamed
-    beats start in the operand buffer and how many there are. Loads: the
-    stationary-buffer entry whose lines the PEs named in ``loads`` write, each
-    into its scratchpad line ``load_line[p]``, with the primitive or, when
-    ``load_only`` is set, alone (``empty`` set too: no beats). Rows are
-    referenced, not copied: a streamed row that feeds many primitives is
-    loaded once, and a stationary row stays in the PEs' scratchpads for every
-    primitive that uses it. PE ``p`` gets line ``stationary_source[p]`` of the
-    stationary entry and row ``mask_source[p]`` of the mask entry (a crossbar
-    of lines and mask rows), so one entry serves any assignment of its rows to
-    the PEs. ``offset`` is the task field of that name (WG). ``works`` and
-    ``loads`` are the bundle's fields of those names, in PE order.
+    ``empty`` and ``row_last``, the scratchpad line the PEs' stationary rows start at
+    (``row``, the same in every PE), the mask-buffer entry (BP), and where its
+    streamed beats start in the operand buffer and how many there are. Loads: the
+    stationary-buffer entry whose lines the PEs named in ``loads`` write, each into
+    its scratchpad line ``load_line``, with the primitive or, when ``load_only`` is
+    set, alone (``empty`` set too: no beats). Rows are referenced, not copied: a
+    streamed row that feeds many primitives is loaded once, and a stationary row
+    stays in the PEs' scratchpads for every primitive that uses it. PE ``p`` gets
+    line ``source[p]`` of the stationary entry and row ``source[p]`` of the mask
+    entry (a crossbar of lines and mask rows): the host stores an entry's rows in
+    the order of the group's members, so one entry serves any assignment of the
+    members to the PEs, and ``source[p]`` is PE ``p``'s member. ``offset`` is the
+    task field of that name (WG). ``works`` and ``loads`` are the bundle's fields of
+    those names, in PE order.
     """
     source = data.ArrayLayout(unsigned(max(1, (config.pes - 1).bit_length())), config.pes)
     return data.StructLayout({
@@ -233,14 +231,13 @@ def command_layout(config):
         "in_width": unsigned(config.index_width),
         "out_width": unsigned(config.index_width),
         "offset": unsigned(config.index_width),
-        "row": data.ArrayLayout(unsigned(config.line_address_width), config.pes),
-        "load_line": data.ArrayLayout(unsigned(config.line_address_width), config.pes),
+        "row": unsigned(config.line_address_width),
+        "load_line": unsigned(config.line_address_width),
         "stationary_address": unsigned(config.address_width(config.stationary_depth)),
         "mask_address": unsigned(config.address_width(config.mask_depth)),
         "operand_address": unsigned(config.address_width(config.operand_depth)),
         "operand_beats": unsigned(config.operand_depth.bit_length()),
-        "stationary_source": source,
-        "mask_source": source,
+        "source": source,
         "works": unsigned(config.pes),
         "loads": unsigned(config.pes),
     })

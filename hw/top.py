@@ -51,9 +51,8 @@ def _widest_values(config):
     }
     shapes = {f"{name} buffer entry": shape for name, (shape, _) in buffer_layouts(config).items()}
     shapes["PE array bundle"] = bundle_layout(config)
-    fields["PE array bundle"] = (f"pes x (max_row + 2 line addresses + line_words x data_width "
-                                 f"+ 2) = {config.pes} x ({config.max_row} + 2 x "
-                                 f"{config.line_address_width} + {config.line_words} x "
+    fields["PE array bundle"] = (f"pes x (max_row + line_words x data_width + 2) = "
+                                 f"{config.pes} x ({config.max_row} + {config.line_words} x "
                                  f"{config.data_width} + 2), and the task fields")
     shapes["PE array result beat"] = array_result_layout(config)
     fields["PE array result beat"] = f"pes x (acc_width + 2) = {config.pes} x " \

@@ -71,8 +71,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
             rng.random() < 0.5 else 0
         commands.append({
             "empty": int(empty), "row_last": rng.randint(0, 1), "load_only": int(load_only),
-            "row": [rng.randrange(config.scratchpad_lines) for _ in range(pes)],
-            "load_line": [rng.randrange(config.scratchpad_lines) for _ in range(pes)],
+            "row": rng.randrange(config.scratchpad_lines),
+            "load_line": rng.randrange(config.scratchpad_lines),
             "loads": loads,
             "pad": rng.randint(0, 3),
             "in_width": rng.randint(1, 16), "out_width": rng.randint(1, 16),
@@ -80,8 +80,7 @@ def test_commands_become_bundles_and_beats(ready_rate):
             "mask_address": rng.randrange(config.mask_depth),
             "operand_address": rng.randrange(config.operand_depth - count + 1),
             "operand_beats": count,
-            "stationary_source": [rng.randrange(pes) for _ in range(pes)],
-            "mask_source": [rng.randrange(pes) for _ in range(pes)],
+            "source": [rng.randrange(pes) for _ in range(pes)],
             "works": rng.getrandbits(pes),
         })
     width = config.stream_width
@@ -99,11 +98,12 @@ def test_commands_become_bundles_and_beats(ready_rate):
                                   layouts["mask"].size, width)
 
     # A bundle with loads carries the lines of its stationary entry, a primitive's the
-    # mask rows of its mask entry (a buffer not read shows stale data).
-    expected_bundles = [(c, [lines[c["stationary_address"]][c["stationary_source"][p]]
+    # mask rows of its mask entry, PE p those of its source (a buffer not read shows
+    # stale data).
+    expected_bundles = [(c, [lines[c["stationary_address"]][c["source"][p]]
                              for p in range(pes)] if c["loads"] else None,
                          None if c["load_only"] else
-                         [masks[c["mask_address"]][c["mask_source"][p]] for p in range(pes)])
+                         [masks[c["mask_address"]][c["source"][p]] for p in range(pes)])
                         for c in commands]
     expected_beats = [beats[c["operand_address"] + i] for c in commands
                       for i in range(c["operand_beats"])]
@@ -136,8 +136,8 @@ def test_commands_become_bundles_and_beats(ready_rate):
                 assert payload.task.stride == 2 and payload.task.kernel == 3
                 load_only, loads = payload.task.load_only, payload.loads
                 got_bundles.append((payload.works, payload.task.empty, payload.task.row_last,
-                                    load_only, loads, [payload.row[p] for p in range(pes)],
-                                    [payload.load_line[p] for p in range(pes)],
+                                    load_only, loads, payload.task.row,
+                                    payload.task.load_line,
                                     payload.task.pad,
                                     payload.task.in_width, payload.task.out_width,
                                     payload.task.offset,

@@ -15,9 +15,10 @@ import pytest
 from cosim.layer import add_drained
 from gen.compiler.layer import LayerMaps, check_layer, count_macs, golden_output
 from gen.compiler.mapping import Mapping
-from gen.compiler.program import _Entries, bundle_tasks, pack_program
-from gen.compiler.runs import Capacity, closes_piece
+from gen.compiler.program import bundle_tasks, pack_program
+from gen.compiler.runs import Capacity, closes_piece, load_entries
 from gen.compiler.schedule import balance, schedule_layer
+from gen.compiler.scratchpad import ArrayRows, group_rows
 from gen.compiler.tasks import Packer
 from gen.compiler.tiling import wg_kernel_rows
 from hw.config import PRESETS
@@ -214,16 +215,27 @@ def test_balance_puts_the_biggest_rows_on_the_least_loaded_pes():
 
 
 def test_entries_are_shared_by_any_assignment():
-    """The same rows in another PE order reuse one stationary entry; each PE's source
-    names its own row."""
-    entries = _Entries()
-    rows = ((1, 2, 3), (0, 0, 0), (4, 5, 6), (1, 2, 3))
-    address, sources = entries.place(7, list(rows))
-    again, other = entries.place(7, list(rows[::-1]))
-    (image,) = entries.images(SMALL.pes)
-    assert address == again == 0 and len(image) == SMALL.pes
-    assert [image[n] for n in sources] == list(rows)
-    assert [image[n] for n in other] == list(rows[::-1])
+    """An entry holds the members' rows in member order, so groups that put the same
+    members on other PEs read the same stationary entries; each PE's source is its
+    member, and the rows of a bundle start on one scratchpad line in every PE."""
+    rng = np.random.default_rng(3)
+    spec = layer(rng, "ff", shape=(2, 3, 8, 9), density=0.4)
+    schedule = schedule_layer(SMALL, spec, dense=False)
+    keys_by_placement = {}
+    for group in schedule.groups:
+        members = len(group.member_pes)
+        assert list(group.source[group.member_pes]) == list(range(members))
+        ones = np.ones(group.bundles, np.int64)
+        keys = load_entries(group, 0, ones * (group.tile >= 0))
+        keys_by_placement.setdefault(group.source.tobytes(), set()).update(keys)
+    # The balancing put the members on the PEs in more than one way, and all of them
+    # read one entry per (input channel, kernel row): 3 x 3 filter rows of 3 taps.
+    assert len(keys_by_placement) > 1
+    assert len(set().union(*keys_by_placement.values())) == 3 * 3
+    rows = ArrayRows.of(SMALL)
+    for group in schedule.groups:
+        firsts, _, _ = group_rows(rows, group, 0, group.bundles)
+        assert (firsts == firsts[:, :1]).all()
 
 
 def test_maps_and_values_give_the_same_schedule():

@@ -37,8 +37,8 @@ def test_a_config_too_wide_for_amaranth_is_refused_before_anything_is_built(tmp_
     scratchpad line per PE, 1024 PEs) past the widest Amaranth builds is refused up
     front, naming the fields, not after minutes. The paper preset builds."""
     wide = SMALL.replace(pe_rows=32, pe_cols=32)
-    message = r"PE array bundle is 94331 bits \(pes x \(max_row \+ 2 line addresses \+ " \
-              r"line_words x data_width \+ 2\) = 1024 x \(16 \+ 2 x 5 \+ 4 x 16 \+ 2\)"
+    message = r"PE array bundle is 84091 bits \(pes x \(max_row \+ line_words x " \
+              r"data_width \+ 2\) = 1024 x \(16 \+ 4 x 16 \+ 2\)"
     with pytest.raises(ValueError, match=message):
         emit(wide, tmp_path, blocks=["sparse_pe", "accelerator"])
     assert not (tmp_path / "sparse_pe.v").exists()
@@ -46,10 +46,10 @@ def test_a_config_too_wide_for_amaranth_is_refused_before_anything_is_built(tmp_
         Accelerator(wide)
     check_buildable(PRESETS["paper"])
     # Just at the limit it builds (the check is not off by one).
-    monkeypatch.setattr(top, "MAX_VALUE_BITS", 94331)
+    monkeypatch.setattr(top, "MAX_VALUE_BITS", 84091)
     check_buildable(wide)
-    monkeypatch.setattr(top, "MAX_VALUE_BITS", 94330)
-    with pytest.raises(ValueError, match="94331 bits"):
+    monkeypatch.setattr(top, "MAX_VALUE_BITS", 84090)
+    with pytest.raises(ValueError, match="84091 bits"):
         check_buildable(wide)
 
 

@@ -188,13 +188,12 @@ class Mapping:
 
     def primitives(self, i, js, l):
         """The primitives of the rows ``(i, j, l)`` for the channels ``js``, in task
-        order: ``(a_index, b_index, offset, b_key, mask_index)``. ``a_index`` (T,) is
+        order: ``(a_index, b_index, offset, mask_index)``. ``a_index`` (T,) is
         the streamed row of each, ``b_index`` (T, len(js)) the stationary row of each
         member (-1: a placeholder, a primitive the other rows of the group have and
         this one has not: transposed BP rows at an image's edge), ``offset`` (T,) the
-        WG output index of tap 0 (``r * S`` within the block), ``b_key`` (T,) names the
-        stationary rows within the channel block, ``mask_index`` (len(js),) the BP
-        mask row of each member. Row numbers index :meth:`operand_rows`."""
+        WG output index of tap 0 (``r * S`` within the block), ``mask_index`` (len(js),)
+        the BP mask row of each member. Row numbers index :meth:`operand_rows`."""
         js = np.asarray(js, np.int64)
         stride, pad = self.stride, self.pad
         n_len, c_len, k_len = self.n_len, self.c_len, self.k_len
@@ -210,7 +209,7 @@ class Mapping:
             b_index = np.where(valid, (n[None, :] * k_len + k[:, None]) * e_len + e, -1)
             a_index = (k * c_len + c) * r_len + r
             mask_index = (n * c_len + c) * h_len + h
-            return a_index, b_index, np.zeros_like(a_index), k * r_len + r, mask_index
+            return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.transposed:
             c, r = i, l
             n, e = [v.ravel() for v in np.meshgrid(np.arange(n_len), np.arange(e_len),
@@ -219,7 +218,7 @@ class Mapping:
             n, e = n[keep], e[keep]
             a_index = (n * c_len + c) * h_len + e + r - pad
             b_index = (n[:, None] * k_len + js[None, :]) * e_len + e[:, None]
-            return a_index, b_index, np.zeros_like(a_index), n * e_len + e, mask_index
+            return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.phase == "ff":
             n, e = i, l
             c, r = [v.ravel() for v in np.meshgrid(np.arange(c_len), np.arange(r_len),
@@ -229,7 +228,7 @@ class Mapping:
             c, r, h = c[keep], r[keep], h[keep]
             a_index = (n * c_len + c) * h_len + h
             b_index = (js[None, :] * c_len + c[:, None]) * r_len + r[:, None]
-            return a_index, b_index, np.zeros_like(a_index), c * r_len + r, mask_index
+            return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.phase == "bp":
             n, h = i, l
             k, r = [v.ravel() for v in np.meshgrid(np.arange(k_len), np.arange(r_len),
@@ -240,7 +239,7 @@ class Mapping:
             a_index = (n * k_len + k) * e_len + e
             b_index = (k[:, None] * c_len + js[None, :]) * r_len + r[:, None]
             mask_index = (n * c_len + js) * h_len + h
-            return a_index, b_index, np.zeros_like(a_index), k * r_len + r, mask_index
+            return a_index, b_index, np.zeros_like(a_index), mask_index
         k, block = i, l
         rows = np.asarray(self.block_rows(block))
         # Kernel rows innermost: the input rows of consecutive primitives slide by the
@@ -252,7 +251,7 @@ class Mapping:
         r, n, e, h = r[keep], n[keep], e[keep], h[keep]
         a_index = (n * k_len + k) * e_len + e
         b_index = (n[:, None] * c_len + js[None, :]) * h_len + h[:, None]
-        return a_index, b_index, (r - rows[0]) * self.s_len, n * h_len + h, mask_index
+        return a_index, b_index, (r - rows[0]) * self.s_len, mask_index
 
     def output_view(self, output, key, columns):
         """The part of the layer's ``output`` that row ``key``'s ``columns`` hold,

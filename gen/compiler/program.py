@@ -5,8 +5,9 @@ of the schedule becomes *row commands* (:func:`hw.layouts.command_layout`):
 one per array bundle, holding the task geometry and the buffer addresses of
 its operands, and the images of the four buffers, loaded over AXI4-Stream.
 The entries of a run are those the schedule counted (:mod:`gen.compiler.runs`:
-rows told apart by which row they are); an entry holds its distinct rows,
-and each command says which of them each PE takes.
+rows told apart by which row they are); an entry holds a line or mask row
+per member of the group, in member order, and PE ``p`` takes row
+``source[p]`` of it (its member; the same for every command of a group).
 
 :func:`bundle_tasks` turns a group's bundles into the :class:`~gen.compiler.tasks.RowTask`
 of every PE, the form the PE array and the PE take them in directly; the
@@ -134,25 +135,24 @@ def bundle_tasks(schedule, group, first=0, stop=None, partial=False):
 
 
 class _Entries:
-    """The entries of one buffer in a run: each key's distinct rows, in address order."""
+    """The entries of one buffer in a run, in address order: per key, a row per member."""
 
     def __init__(self):
-        self.rows = {}       # key -> (address, distinct rows)
+        self.rows = {}       # key -> (address, rows in PE order)
 
     def place(self, key, rows):
-        """``(address, sources)`` of the entry ``key`` holding ``rows`` (one per PE; None:
-        a PE that takes none, source 0)."""
+        """The address of the entry ``key`` holding ``rows`` (one per member, in member
+        order; None: an empty row)."""
         if key not in self.rows:
-            self.rows[key] = (len(self.rows), sorted(set(rows) - {None}))
-        address, distinct = self.rows[key]
-        return address, [0 if row is None else distinct.index(row) for row in rows]
+            self.rows[key] = (len(self.rows), tuple(() if row is None else row for row in rows))
+        return self.rows[key][0]
 
     def __len__(self):
         return len(self.rows)
 
     def images(self, pes):
         """Per entry in address order its rows, padded with empty rows to one per PE."""
-        return [tuple(rows) + ((),) * (pes - len(rows)) for _, rows in self.rows.values()]
+        return [rows + ((),) * (pes - len(rows)) for _, rows in self.rows.values()]
 
 
 def _pack_run(schedule, parts, entries, packer, command_layout, widths):
@@ -167,46 +167,45 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
         alone, ride_from, ride_round = load_plan(rows, group, first, stop, placed, loaded,
                                                  rounds)
         all_tasks = bundle_tasks(schedule, group, first, stop, partial)
+        source = group.source.tolist()
 
         def load(number, index):
             # Load round ``index`` of bundle ``number``: each PE it names writes line
-            # ``index`` of its row into its scratchpad. The entry holds that line of every
-            # PE's row (a PE without one never loads), so it serves any PEs that load it.
+            # ``index`` of its row into its scratchpad, all at the same line. The entry
+            # holds that line of every member's row in member order, so it serves any
+            # PEs that load it.
             bundle, loading = first + number, loaded[number].tolist()
             (key,) = load_entries(group, bundle, rounds[number:number + 1])[index:index + 1]
-            entry, sources = stationary.place(key, [
-                tuple(rows.words_of(task.stationary, index)) if b_row >= 0 else None
-                for task, b_row in zip(all_tasks[number][0], group.b_row[bundle].tolist())])
-            return {"load_line": [line + index if here else 0
-                                  for line, here in zip(placed[number].tolist(), loading)],
+            tasks = all_tasks[number][0]
+            entry = stationary.place(key, [
+                tuple(rows.words_of(tasks[unit].stationary, index))
+                if group.b_row[bundle, unit] >= 0 else None for unit in group.member_pes])
+            return {"load_line": int(placed[number, 0]) + index,
                     "stationary_address": entry,
-                    "stationary_source": [source if here else 0
-                                          for source, here in zip(sources, loading)],
                     "loads": sum(1 << unit for unit, here in enumerate(loading) if here)}
 
         for number, (tasks, present) in enumerate(all_tasks):
             head = tasks[0]
             bundle = first + number
             closing = bundle >= stop
-            firsts = [0] * pes if closing else placed[number].tolist()
+            row = 0 if closing else int(placed[number, 0])
             # Load-only commands for the rounds that do not come with a primitive, then
             # the primitive with the round that rides with it (load_plan).
             for index in range(0 if closing else int(alone[number])):
                 commands.append({
                     "empty": 1, "row_last": 0, "load_only": 1, "pad": 0, "in_width": 0,
-                    "out_width": 0, "offset": 0, "row": [0] * pes, "mask_address": 0,
-                    "operand_address": 0, "operand_beats": 0, "mask_source": [0] * pes,
-                    "works": 0, **load(number, index)})
+                    "out_width": 0, "offset": 0, "row": 0, "mask_address": 0,
+                    "operand_address": 0, "operand_beats": 0, "works": 0, "source": source,
+                    **load(number, index)})
                 elements.append(0)
                 beats.append(0)
             riding = load(int(ride_from[number]), int(ride_round[number])) \
                 if not closing and ride_from[number] >= 0 else {
-                    "load_line": [0] * pes, "stationary_address": 0,
-                    "stationary_source": [0] * pes, "loads": 0}
-            mask_address, mask_source = 0, [0] * pes
+                    "load_line": 0, "stationary_address": 0, "loads": 0}
+            mask_address = 0
             if group.mask_key is not None:
-                mask_address, mask_source = masks.place(group.mask_key,
-                                                        [task.mask for task in tasks])
+                mask_address = masks.place(group.mask_key,
+                                           [tasks[unit].mask for unit in group.member_pes])
             address = count = 0
             if head.elements:
                 count = head.beats(config.elements_per_beat)
@@ -219,9 +218,9 @@ def _pack_run(schedule, parts, entries, packer, command_layout, widths):
             commands.append({
                 "empty": int(head.empty), "row_last": int(head.row_last), "load_only": 0,
                 "pad": head.pad, "in_width": head.in_width, "out_width": head.out_width,
-                "offset": head.offset, "row": firsts,
+                "offset": head.offset, "row": row, "source": source,
                 "mask_address": mask_address, "operand_address": address,
-                "operand_beats": count, "mask_source": mask_source,
+                "operand_beats": count,
                 "works": sum(1 << unit for unit, here in enumerate(works.tolist()) if here),
                 **riding,
             })

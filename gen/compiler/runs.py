@@ -2,9 +2,10 @@
 
 A run is one load-compute-readout round of the top level: what it loads
 must fit the buffers (:class:`Capacity`). Operands are stored once per run
-and referenced: a stationary entry (one row per PE), a BP mask entry and a
-streamed row's beats in the operand buffer are shared by every command that
-uses the same rows, which is where the on-chip reuse comes from (in FF the
+and referenced: a stationary entry (a line per member of a group, in member
+order), a BP mask entry (a mask row per member) and a streamed row's beats
+in the operand buffer are shared by every command that uses the same rows,
+whichever PEs the members are on (a command's ``source`` says), which is where the on-chip reuse comes from (in FF the
 filter rows of a group of output channels serve every output row of the
 batch). Rows are told apart by *which* row of which tensor they are (the
 identity keys of :class:`~gen.compiler.schedule.Group`); rows of zeros are
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import group_rows, load_plan
+from .scratchpad import group_rows, load_plan, row_codes
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
 
@@ -47,11 +48,14 @@ class Capacity:
 
 def load_entries(group, first, rounds):
     """The stationary-buffer entries the load rounds of bundles ``first..`` of ``group``
-    read: round ``i`` of a bundle reads entry (its stationary key, ``i``), line ``i`` of
-    every distinct row of the PEs that have one, whichever PEs load it."""
-    return [(int(group.stationary_keys[first + number]), index)
-            for number in np.flatnonzero(rounds).tolist()
-            for index in range(int(rounds[number]))]
+    read: round ``i`` of a bundle reads entry (its members' rows, ``i``), line ``i`` of
+    the row of every member, in member order, whichever PEs load it."""
+    entries = []
+    for number in np.flatnonzero(rounds).tolist():
+        bundle = first + number
+        codes = row_codes(group, bundle, bundle + 1)[0, group.member_pes].tobytes()
+        entries += [(codes, index) for index in range(int(rounds[number]))]
+    return entries
 
 
 def closes_piece(group, stop):

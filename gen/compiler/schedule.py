@@ -54,8 +54,6 @@ from .work import SlotTables, primitive_work
 __all__ = ["Group", "Schedule", "schedule_layer", "pe_work", "balance", "works_in",
            "bundle_geometry"]
 
-# Identity keys of stationary rows: block * _KEY_SPAN + the row's key within the block.
-_KEY_SPAN = 1 << 24
 
 
 def works_in(dense, present, idle):
@@ -96,22 +94,24 @@ class Group:
     """One tile position of one piece of one row group, in program order.
 
     Per bundle (``B``): ``beats``, ``elements``, ``offset``, the streamed row
-    ``a_row`` and task tile ``tile`` (-1: the empty closing task), identity keys of
-    its stationary entry (``stationary_keys``) and streamed row
-    (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the stationary
-    row, -1 for a zero row), ``present`` (the command's present bit), ``takes``,
+    ``a_row`` and task tile ``tile`` (-1: the empty closing task), the identity key of
+    its streamed row (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the
+    stationary row, -1 for none: its code with ``row_slice`` names the row, and a
+    bundle's codes in PE order its stationary entries and scratchpad place,
+    :func:`~gen.compiler.scratchpad.row_codes`), ``present`` (the command's present bit), ``takes``,
     ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
     ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``tail_cycles``,
     ``trailing_issue``, ``mac_elements``, and ``issued_macs``
     per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
-    without a row; made from ``placement`` when asked for; ``placement_key`` tells
-    placements apart) and ``mask_rows`` (BP); ``row_length`` per bundle, the operands of
+    without a row; made from ``placement`` when asked for), ``source`` (its member: where
+    its line and mask row are in an entry, which holds them in member order; 0 for a
+    PE without a row) and ``mask_rows`` (BP); ``member_pes``: the PEs in member order; ``row_length`` per bundle, the operands of
     its stationary rows. ``columns`` is the slice of the rows the group holds,
     ``out_len`` its length, ``mask_key`` its mask entry's key (BP)."""
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
-                 "stationary_keys", "operand_keys", "mask_key", "mask_rows", "b_row", "present",
-                 "out_len", "columns", "placement", "placement_key", "row_length", "row_slice",
+                 "operand_keys", "mask_key", "mask_rows", "b_row", "present", "member_pes", "source",
+                 "out_len", "columns", "placement", "row_length", "row_slice",
                  "takes", "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac",
                  "tail_cycles", "trailing_issue", "mac_elements", "issued_macs", "effectual_macs")
@@ -237,15 +237,14 @@ def _groups(config, layout, pes, dense):
     for first in range(0, channels, pes):
         js = list(range(first, min(first + pes, channels)))
         members = len(js)
-        block = first // pes
         for i in range(outer):
             for l in range(inner):
-                a_all, b_all, offset_all, key_all, mask_index = mapping.primitives(i, js, l)
+                a_all, b_all, offset_all, mask_index = mapping.primitives(i, js, l)
                 count = len(a_all)
                 for piece in range(mapping.splits):
                     lo, hi = (count * n // mapping.splits for n in (piece, piece + 1))
                     a_index, b_index = a_all[lo:hi], np.ascontiguousarray(b_all[lo:hi])
-                    offset, b_key = offset_all[lo:hi], key_all[lo:hi]
+                    offset = offset_all[lo:hi]
                     work = primitive_work(layout.a_rows, layout.b_rows, layout.masks, a_index,
                                           b_index, mask_index, layout.parts, layout.slots,
                                           bp=is_bp, dense=dense, lanes=config.lanes,
@@ -283,9 +282,6 @@ def _groups(config, layout, pes, dense):
                     # Per PE its output row (i, j, l), made only when asked for: the
                     # models do not need them.
                     placement = (i, l, js, member_of, real)
-                    # Which PE holds which member's stationary rows: rows placed in
-                    # the scratchpads for one placement serve another only if equal.
-                    placement_key = member_of.tobytes() + real.tobytes()
                     for (t_list, q_list, beats, closes, out_len, closing, idle, row_work,
                          start, width) in positions:
                         group_effectual = int(work.effectual[t_list, q_list].sum()) \
@@ -294,10 +290,9 @@ def _groups(config, layout, pes, dense):
                             continue     # all zeros: nothing for the hardware to do
                         group = _group(config, layout, work, dense, pes, members, t_list,
                                        q_list, beats, closes, out_len, closing, idle, present,
-                                       a_index, b_index, offset, b_key, mask_index, block,
-                                       tiles, real, safe, start, width)
+                                       a_index, b_index, offset, mask_index, tiles, real,
+                                       safe, start, width)
                         group.placement = placement
-                        group.placement_key = placement_key
                         group.effectual_macs = group_effectual
                         groups.append(group)
                         # A PE without a row of its own runs member 0's row on zero
@@ -318,8 +313,8 @@ def _groups(config, layout, pes, dense):
 
 
 def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, closes, out_len,
-           closing, idle, present, a_index, b_index, offset, b_key, mask_index, block, tiles,
-           real, safe, start, width):
+           closing, idle, present, a_index, b_index, offset, mask_index, tiles, real, safe,
+           start, width):
     """The :class:`Group` of one tile position, its members placed on the PEs."""
     mapping = layout.mapping
     group = Group()
@@ -349,23 +344,16 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     group.row_length[:count] = layout.parts[q_list, 3] - layout.parts[q_list, 2]
     group.row_slice = np.full(bundles, -1, np.int64)
     group.row_slice[:count] = layout.b_slices[q_list]
-    # Entries of only zero rows are equal whatever rows they are.
-    b_slices = layout.b_slices[q_list]
-    group.stationary_keys = np.full(bundles, -1, np.int64)
-    group.stationary_keys[:count] = np.where(
-        work.stationary[t_list, q_list].any(axis=1),
-        (block * _KEY_SPAN + b_key[t_list]) * tiles + b_slices, -2 - b_slices)
     # Rows of zeros streamed in dense mode are equal: stored once.
     a_slices = layout.a_slices[q_list]
     group.operand_keys = np.full(bundles, -1, np.int64)   # closing: none
     group.operand_keys[:count] = np.where(work.nonzeros[t_list, q_list] > 0,
                                           a_index[t_list] * tiles + a_slices, -1 - a_slices)
     if mapping.task_phase == "bp":
-        # A mask entry holds the distinct mask rows of the PEs: by value. A PE
+        # A mask entry holds the members' mask rows in member order: by value. A PE
         # without a row of its own takes member 0's.
         group.mask_rows = mask_index[safe]
-        group.mask_key = frozenset(row.tobytes() for row in
-                                   layout.masks[mask_index, start:start + width])
+        group.mask_key = layout.masks[mask_index, start:start + width].tobytes()
     else:
         group.mask_rows = group.mask_key = None
     works = np.zeros((bundles, pes), np.bool_)
@@ -378,6 +366,10 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     group.issued_macs = np.zeros(bundles, np.int64)
     group.issued_macs[:count] = np.where(works[:count], work.issued[t_list, q_list][:, safe],
                                          0).sum(axis=1)
+    # The PEs in member order, and each PE's member (0 for a PE without a row): the
+    # command's ``source``, where a PE's line and mask row are in an entry.
+    group.member_pes = np.argsort(np.where(real, safe, pes), kind="stable")[:members]
+    group.source = safe
     group.takes = works.copy()
     group.takes[-1] = True
     group.works = works

@@ -4,10 +4,14 @@ The host-side half of :class:`hw.scratchpad.Scratchpad`: rows start on a line
 and take ``ceil(length / line_words)`` lines; a row not held is placed at the
 next free position in turn (a ring of lines; a row never wraps past the last
 line) and evicts the rows it overwrites. A load entry per line writes it.
-The same placement serves a lone PE (tests and benches, rows by value) and
-the array's programs (:func:`group_rows`: each PE places its own rows, by
-which rows they are), for the schedule's runs, the cycle
-model's traces and the packed programs alike.
+The same placement serves a lone PE (tests and benches, rows by value), the
+array fed directly (:class:`SharedRows`, rows by value) and the array's
+programs (:func:`group_rows`, rows by which rows they are), for the
+schedule's runs, the cycle model's traces and the packed programs alike. In
+the array the placement is shared: a bundle's rows, one per PE, start on the
+same line of every PE's scratchpad, so a command names one line (and one
+line to load) for all PEs, and a stationary or mask entry holds its lines or
+mask rows in PE order (no crossbar).
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import numpy as np
 
 from hw.layouts import row_entries
 
-__all__ = ["ScratchpadRows", "ArrayRows", "row_lines", "group_rows", "needs_rows",
-           "separate_rounds", "load_plan"]
+__all__ = ["ScratchpadRows", "ArrayRows", "SharedRows", "row_lines", "row_codes", "group_rows",
+           "needs_rows", "separate_rounds", "load_plan"]
 
 
 def separate_rounds(rounds):
@@ -87,32 +91,69 @@ class ScratchpadRows:
             self.owner[line] = None
 
 
+class SharedRows:
+    """One placement for all PEs of an array fed bundles by value: a bundle's rows
+    (a tuple, one per PE) are placed as one row of :class:`ScratchpadRows`, and a PE
+    loads its row of a tuple the first time it works on it (as :class:`ArrayRows`)."""
+
+    def __init__(self, lines, words):
+        self.rows = ScratchpadRows(lines, words)
+        self.held = {}      # tuple -> the PEs that loaded their row of it
+
+    @classmethod
+    def of(cls, config):
+        return cls(config.scratchpad_lines, config.line_words)
+
+    def place(self, rows, works):
+        """``(first line, lines, loading)`` of the tuple ``rows`` (one per PE, by
+        value): where it starts, how many lines it takes and which PEs of ``works``
+        load their row before the bundle."""
+        length = max(map(len, rows))
+        first, loads = self.rows.place(tuple(rows), length)
+        if loads:
+            self.held[tuple(rows)] = set()
+        held = self.held[tuple(rows)]
+        loading = [bool(here) and unit not in held for unit, here in enumerate(works)]
+        held.update(unit for unit, here in enumerate(loading) if here)
+        return first, max(1, -(-length // self.rows.words)), loading
+
+    def lines_of(self, row, index):
+        return self.rows.lines_of(row, index)
+
+
 class ArrayRows:
-    """The rows held by every PE's scratchpad, each PE placing its own as
-    :class:`ScratchpadRows` does (a ring of lines, a row evicting the rows it
-    overwrites), kept in arrays for :func:`group_rows`: a row loaded into a PE serves
-    every later primitive that gives the PE that row, whichever group (and assignment
-    of rows to PEs) it belongs to. ``window``: the tasks a PE may have elements of in
-    flight (:func:`hw.layouts.row_entries`), which :func:`load_plan` keeps loads clear
-    of."""
+    """The rows held by the PEs' scratchpads, one placement shared by all PEs: a
+    bundle's rows (one per PE, in PE order: a *row tuple*) start on the same line in
+    every PE, so a command names one line for all of them (``row``, ``load_line``). The
+    tuples are placed as :class:`ScratchpadRows` places rows (a ring of lines, a tuple
+    evicting the tuples it overwrites); a tuple held serves every later bundle with the
+    same rows on the same PEs, and a PE loads its row of a tuple only when it first works
+    on it (``held``: per tuple's first line and PE, whether the PE has loaded it), so a
+    PE with a zero row never loads one. ``window``: the tasks a PE may have elements of
+    in flight (:func:`hw.layouts.row_entries`), which :func:`load_plan` keeps loads
+    clear of."""
 
     def __init__(self, pes, lines, words, window):
         self.pes, self.lines, self.words, self.window = pes, lines, words, window
-        self.row_key = np.full((pes, lines), -1, np.int64)     # key of the row starting here
-        self.row_lines = np.zeros((pes, lines), np.int64)      # and its lines
-        self.covered = np.full((pes, lines), -1, np.int64)     # first line of the row here
-        self.next = np.zeros(pes, np.int64)
+        self.tuple_hash = np.zeros(lines, np.uint64)          # of the tuple starting here
+        self.tuple_codes = np.full((lines, pes), -1, np.int64)  # its rows (row codes)
+        self.row_lines = np.zeros(lines, np.int64)            # and its lines (0: none)
+        self.covered = np.full(lines, -1, np.int64)           # first line of the tuple here
+        self.held = np.zeros((lines, pes), np.bool_)
+        self.next = np.zeros(1, np.int64)
 
     @classmethod
     def of(cls, config, pes=None):
         return cls(pes or config.pes, config.scratchpad_lines, config.line_words,
                    row_entries(config.queue_depth, config.elements_per_beat))
 
+    _ARRAYS = ("tuple_hash", "tuple_codes", "row_lines", "covered", "held", "next")
+
     def copy(self):
         other = ArrayRows.__new__(ArrayRows)
         other.pes, other.lines, other.words = self.pes, self.lines, self.words
         other.window = self.window
-        for name in ("row_key", "row_lines", "covered", "next"):
+        for name in self._ARRAYS:
             setattr(other, name, getattr(self, name).copy())
         return other
 
@@ -128,24 +169,32 @@ def needs_rows(group, bundle):
     return bool(group.tile[bundle] >= 0 and group.beats[bundle] and group.works[bundle].any())
 
 
-# A row's key: which row (its index in the stationary tensor) and which slice of it.
+# A row's code: which row (its index in the stationary tensor, -1: none) and which
+# slice of it.
 _SLICE_BITS = 20
+
+
+def row_codes(group, first, stop):
+    """Per bundle ``first..stop`` of ``group`` and PE, the code of its stationary row:
+    equal codes, equal rows (a bundle's codes in PE order name its row tuple)."""
+    return (group.b_row[first:stop] << _SLICE_BITS) | group.row_slice[first:stop, None]
 
 
 def group_rows(rows, group, first, stop):
     """Place the stationary rows of bundles ``first..stop`` of ``group`` in ``rows`` (an
     :class:`ArrayRows`, updated). Returns ``(firsts, loaded, rounds)``: per bundle and
-    PE the scratchpad line its row starts at (0 where it reads none) and whether it
-    loads the row before the bundle; per bundle its load rounds (round ``i`` loads line
-    ``i`` of every loaded row into line ``firsts + i``; 0: every row is held)."""
+    PE the scratchpad line its row starts at (the same for every PE; 0 where the bundle
+    reads none) and whether the PE loads its row before the bundle; per bundle its load
+    rounds (round ``i`` loads line ``i`` of every loaded row into line ``firsts + i``;
+    0: every row is held)."""
     works = group.works[first:stop]
     needs = (group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0) & works.any(axis=1)
-    codes = (group.b_row[first:stop] << _SLICE_BITS) | group.row_slice[first:stop, None]
     counts = -(-group.row_length[first:stop] // rows.words)
     firsts = np.zeros(works.shape, np.int64)
     loaded = np.zeros(works.shape, np.bool_)
-    _place(rows.row_key, rows.row_lines, rows.covered, rows.next, codes, works, needs,
-           np.maximum(counts, 1), firsts, loaded)
+    _place(rows.tuple_hash, rows.tuple_codes, rows.row_lines, rows.covered, rows.held,
+           rows.next, row_codes(group, first, stop), works, needs, np.maximum(counts, 1),
+           firsts, loaded)
     rounds = np.where(loaded.any(axis=1), np.maximum(counts, 1), 0)
     return firsts, loaded, rounds
 
@@ -215,38 +264,54 @@ def _plan(works, needs, counts, firsts, loaded, rounds, window, alone, ride_from
 
 
 @numba.njit(cache=True)
-def _place(row_key, row_lines, covered, nxt, codes, works, needs, counts, firsts, loaded):
+def _tuple_hash(codes):
+    value = np.uint64(14695981039346656037)
+    for code in codes:
+        value = (value ^ np.uint64(code & 0xFFFFFFFFFFFF)) * np.uint64(1099511628211)
+    return value
+
+
+@numba.njit(cache=True)
+def _place(tuple_hash, tuple_codes, row_lines, covered, held, nxt, codes, works, needs,
+           counts, firsts, loaded):
     bundles, pes = works.shape
-    lines = row_key.shape[1]
+    lines = row_lines.shape[0]
     for b in range(bundles):
         if not needs[b]:
             continue
         count = counts[b]
-        for p in range(pes):
-            if not works[b, p]:
+        value = _tuple_hash(codes[b])
+        found = -1
+        for line in range(lines):
+            if row_lines[line] == 0 or tuple_hash[line] != value:
                 continue
-            key = codes[b, p]
-            found = -1
-            for line in range(lines):
-                if row_key[p, line] == key:
-                    found = line
+            same = True
+            for p in range(pes):
+                if tuple_codes[line, p] != codes[b, p]:
+                    same = False
                     break
-            if found >= 0:
-                firsts[b, p] = found
-                continue
-            start = nxt[p]
-            if start + count > lines:
-                start = 0
-            for line in range(start, start + count):
-                old = covered[p, line]
+            if same:
+                found = line
+                break
+        if found < 0:
+            found = nxt[0]
+            if found + count > lines:
+                found = 0
+            for line in range(found, found + count):
+                old = covered[line]
                 if old >= 0:
-                    for other in range(old, old + row_lines[p, old]):
-                        covered[p, other] = -1
-                    row_key[p, old] = -1
-            row_key[p, start] = key
-            row_lines[p, start] = count
-            for line in range(start, start + count):
-                covered[p, line] = start
-            nxt[p] = (start + count) % lines
-            firsts[b, p] = start
-            loaded[b, p] = True
+                    for other in range(old, old + row_lines[old]):
+                        covered[other] = -1
+                    row_lines[old] = 0
+                    held[old, :] = False
+            row_lines[found] = count
+            tuple_hash[found] = value
+            tuple_codes[found, :] = codes[b]
+            for line in range(found, found + count):
+                covered[line] = found
+            nxt[0] = (found + count) % lines
+        for p in range(pes):
+            firsts[b, p] = found
+            if works[b, p] and not held[found, p]:
+                held[found, p] = True
+                loaded[b, p] = True

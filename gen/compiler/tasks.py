@@ -34,7 +34,7 @@ from pruning import golden
 from pruning.fixedpoint import saturate
 
 from .schedule import works_in
-from .scratchpad import ScratchpadRows, separate_rounds
+from .scratchpad import ScratchpadRows, SharedRows, separate_rounds
 from .tiling import (check_fits, check_values, closing_offset, closing_tile, needs_closing,
                      row_tiling, task_slots)
 
@@ -282,7 +282,7 @@ def layer_row(config, spec, mapping, key, *, dense=False):
     the mapping's primitives of the row as :func:`make_output_rows` takes them."""
     i, j, l = key
     a_rows, b_rows, masks = mapping.operand_rows(spec)
-    a_index, b_index, offset, _, mask_index = mapping.primitives(i, [j], l)
+    a_index, b_index, offset, mask_index = mapping.primitives(i, [j], l)
     primitives = [(a_rows[a], b_rows[b] if b >= 0 else None, int(o))
                   for a, b, o in zip(a_index.tolist(), b_index[:, 0].tolist(), offset.tolist())]
     kernel_rows = len(mapping.block_rows(l)) if mapping.wg_rows else 1
@@ -303,7 +303,15 @@ def _field_packer(shape):
     itself costs tens of microseconds per field, and a layer has millions)."""
     if isinstance(shape, data.StructLayout):
         fields = [(name, field.offset, _field_packer(field.shape)) for name, field in shape]
-        return lambda value: sum(pack(value[name]) << offset for name, offset, pack in fields)
+        names = {name for name, _, _ in fields}
+
+        def pack_struct(value):
+            # A field the layout does not have would be dropped silently: refuse it.
+            if len(value) != len(fields):
+                raise ValueError(f"fields {sorted(set(value) - names)} are not in the "
+                                 f"layout, or {sorted(names - set(value))} are missing")
+            return sum(pack(value[name]) << offset for name, offset, pack in fields)
+        return pack_struct
     if isinstance(shape, data.ArrayLayout):
         width, pack = Shape.cast(shape.elem_shape).width, _field_packer(shape.elem_shape)
         length = shape.length
@@ -410,13 +418,14 @@ class Packer:
     def bundle_stream(self, bundles, rows=None):
         """The PE array's task-stream entries of ``bundles`` (``[(tasks, present), ...]``,
         the aligned tasks of all PEs, as :func:`gen.compiler.program.bundle_tasks` gives
-        them): each bundle's stationary rows loaded (each PE's by value) before it where
-        the PE's scratchpad does not hold it, a load bundle per line. A PE works on a
-        primitive when it is present and, in sparse mode, its row and mask are not all
-        zero (:func:`gen.compiler.schedule.works_in`). ``rows``: per PE the
-        :class:`~gen.compiler.scratchpad.ScratchpadRows` to place its rows with."""
+        them): each bundle's stationary rows (one per PE, by value) placed on one line for
+        all PEs, and loaded before it by the PEs that work on it and do not hold theirs,
+        a load bundle per line. A PE works on a primitive when it is present and, in
+        sparse mode, its row and mask are not all zero
+        (:func:`gen.compiler.schedule.works_in`). ``rows``: the
+        :class:`~gen.compiler.scratchpad.SharedRows` to place them with."""
         layout, pes = bundle_layout(self._config), len(bundles[0][0]) if bundles else 0
-        rows = rows or [ScratchpadRows.of(self._config) for _ in range(pes)]
+        rows = rows or SharedRows.of(self._config)
         words = self._config.line_words
         entries = []
         for tasks, present in bundles:
@@ -430,36 +439,30 @@ class Packer:
             here = [bool(p) and task.present for p, task in zip(present, tasks)]
             works = [bool(w) for w in works_in(first.dense, np.array(here),
                                                np.array([task.idle for task in tasks]))]
-            firsts, per_pe = [0] * pes, [[] for _ in range(pes)]
-            if first.elements:
-                for unit, task in enumerate(tasks):
-                    if works[unit]:
-                        firsts[unit], per_pe[unit] = rows[unit].place(task.stationary,
-                                                                      len(task.stationary))
-            # All but each row's last line in load-only bundles before the primitive,
+            line, rounds, loading = 0, 0, [False] * pes
+            if first.elements and any(works):
+                line, count, loading = rows.place([task.stationary for task in tasks], works)
+                rounds = count if any(loading) else 0
+            # All but the rows' last line in load-only bundles before the primitive,
             # the last with it.
-            rounds = max(map(len, per_pe))
             alone = int(separate_rounds(rounds))
 
             def lines_of(number):
-                loading = [number < len(loads) for loads in per_pe]
-                return {
-                    "load_line": [loads[number][0] if here else 0
-                                  for loads, here in zip(per_pe, loading)],
-                    "line": [rows[unit].lines_of(task.stationary, per_pe[unit][number][1])
-                             if loading[unit] else [0] * words
-                             for unit, task in enumerate(tasks)],
+                return number + line, {
+                    "line": [rows.lines_of(task.stationary, number) if loading[unit]
+                             else [0] * words for unit, task in enumerate(tasks)],
                     "loads": sum(1 << unit for unit, here in enumerate(loading) if here)}
             for number in range(alone):
+                load_line, values = lines_of(number)
                 entries.append(self._bits(layout, {
-                    "task": {**self._task_values(_LOAD), "load_only": 1, "empty": 1},
-                    "mask": [0] * pes, "row": [0] * pes, "works": 0, **lines_of(number)}))
-            riding = lines_of(alone) if rounds else {
-                "load_line": [0] * pes, "line": [[0] * words] * pes, "loads": 0}
+                    "task": {**self._task_values(_LOAD), "load_only": 1, "empty": 1,
+                             "load_line": load_line},
+                    "mask": [0] * pes, "works": 0, **values}))
+            load_line, riding = lines_of(alone) if rounds else (
+                0, {"line": [[0] * words] * pes, "loads": 0})
             entries.append(self._bits(layout, {
-                "task": self._task_values(first),
+                "task": {**self._task_values(first, line), "load_line": load_line},
                 "mask": [self.mask_bits(task.mask) for task in tasks],
-                "row": firsts,
                 "works": sum(1 << p for p, here in enumerate(works) if here),
                 **riding,
             }))
