@@ -105,8 +105,9 @@ class AccelConfig:
         Beats of streamed elements the operand buffer holds (compressed rows
         in sparse mode, whole rows in dense mode).
     stationary_depth : int
-        Entries of the stationary buffer; an entry holds one ``max_row`` row
-        per PE (filter rows in FF and BP, input rows in WG).
+        Entries of the stationary buffer; an entry holds one scratchpad line
+        (``line_words`` operands) per PE, loaded into the PEs' scratchpads by
+        the commands that name it.
     mask_depth : int
         Entries of the BP mask buffer; an entry holds one ``max_row``-bit
         mask row per PE.
