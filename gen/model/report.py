@@ -132,8 +132,8 @@ def _markdown(report, command):
                   f"{name} {memory['bits'] / 8e3:,.0f} KB ({memory['kind']})"
                   for name, memory in sorted(storage["memories"].items(),
                                              key=lambda item: -item[1]["bits"])) + ".", ""]
-    lines += ["Stationary rows loaded per training step (whole stationary-buffer entries, "
-              "one `max_row` row per PE, as stored):", ""]
+    lines += ["Stationary rows loaded per training step (into the stationary buffer, whole "
+              "entries as stored: a scratchpad line of `line_words` operands per PE):", ""]
     for name, entry in report["models"].items():
         step = entry["summary"]["step"]
         lines.append(f"- {name}: dense {_megabytes(step['dense']['stationary_bits'])}, "
