@@ -101,9 +101,9 @@ def test_queue_timing_counts_the_tail_a_following_primitive_waits_for():
     from gen.compiler.work import queue_timing
 
     cycles = np.array([3, 0, 2, 5, 1, 0], np.int64)      # 0: dropped, never queued
-    *_, last_mac, tail_cycles, _ = queue_timing(cycles, 2, 4)
+    *_, last_mac, tail_cycles, _ = queue_timing(cycles, 2, 3)
     assert (last_mac, tail_cycles) == (1, 2 + 5 + 1)
-    *_, tail_cycles, _ = queue_timing(np.array([0, 4], np.int64), 2, 4)
+    *_, tail_cycles, _ = queue_timing(np.array([0, 4], np.int64), 2, 3)
     assert tail_cycles == 4
-    *_, tail_cycles, _ = queue_timing(np.array([3, 2, 5, 1], np.int64), 3, 6)
+    *_, tail_cycles, _ = queue_timing(np.array([3, 2, 5, 1], np.int64), 3, 4)
     assert tail_cycles == 3 + 2 + 5 + 1

@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import AccelConfig
+from hw.pe import issue_lead
 
 from ..model.cycles import predict
 from .layer import check_mode
@@ -248,7 +249,7 @@ def _groups(config, layout, pes, dense):
                     work = primitive_work(layout.a_rows, layout.b_rows, layout.masks, a_index,
                                           b_index, mask_index, layout.parts, layout.slots,
                                           bp=is_bp, dense=dense, lanes=config.lanes,
-                                          per_beat=epb, queue_depth=config.queue_depth)
+                                          per_beat=epb, issue_lead=issue_lead(config))
                     present = b_index >= 0
                     positions, member_work = [], np.zeros(members, np.int64)
                     for start, width, numbers in layout.positions:

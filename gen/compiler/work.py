@@ -60,19 +60,20 @@ class PrimitiveWork:
 
 
 def primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, slots, *,
-                   bp, dense, lanes, per_beat, queue_depth):
+                   bp, dense, lanes, per_beat, issue_lead):
     """The :class:`PrimitiveWork` of primitives ``a_index`` (streamed rows) x ``b_index``
-    (stationary rows per member, -1: a placeholder) over the task tiles ``parts``."""
+    (stationary rows per member, -1: a placeholder) over the task tiles ``parts``;
+    ``issue_lead``: the PE's :func:`hw.pe.issue_lead`."""
     return PrimitiveWork(_primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index,
                                          parts, slots.operand, slots.target, slots.pointers,
                                          slots.start, slots.base, bp, dense, lanes, per_beat,
-                                         queue_depth))
+                                         issue_lead))
 
 
 @numba.njit(cache=True)
 def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, slot_operand,
                     slot_target, slot_pointers, slot_start, slot_base, bp, dense, lanes,
-                    per_beat, queue_depth):
+                    per_beat, issue_lead):
     """Per primitive t and task tile q: streamed elements and nonzeros; per member m:
     issue cycles, those of the last streamed element, the accept stage's timing
     (:func:`queue_timing`), issued and effectual MACs, and whether
@@ -142,20 +143,21 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                 (lead[t, q, m], span[t, q, m], tail_lag[t, q, m], pop_lag[t, q, m],
                  head_lag[t, q, m], last_mac[t, q, m], tail_cycles[t, q, m],
                  trailing_issue[t, q, m]) = queue_timing(
-                    element_cycles[:streamed], per_beat, queue_depth)
+                    element_cycles[:streamed], per_beat, issue_lead)
     return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, pop_lag, head_lag,
             last_mac, tail_cycles, trailing_issue, mac_elements, issued, effectual, stationary)
 
 
 @numba.njit(cache=True)
-def queue_timing(cycles, per_beat, depth):
+def queue_timing(cycles, per_beat, issue_lead):
     """How a PE's element queue paces the accept of one primitive's beats.
 
     ``cycles`` are the issue cycles of each streamed element in stream order
     (0: no MAC, the element is dropped as it is accepted); ``per_beat``
-    elements arrive per beat, one beat per cycle at most. As in
+    elements arrive per beat, one beat per cycle at most; ``issue_lead`` is
+    :func:`hw.pe.issue_lead` (``queue_depth - per_beat + 1``). As in
     ``hw/pe.py``: a beat is accepted while the queue holds at most
-    ``depth - per_beat`` elements (a pop frees room from the next cycle),
+    ``issue_lead - 1`` elements (a pop frees room from the next cycle),
     the issue stage takes the oldest element when it has none or issues its
     current element's last MAC, and a taken element issues from the next
     cycle.
@@ -165,7 +167,7 @@ def queue_timing(cycles, per_beat, depth):
     ``lead_beats``: the beats before the first one with an element that has a
     MAC (dropped as they arrive, one per cycle). ``accept_span``: cycles from
     accepting the first beat to accepting the last when the PE starts idle. A beat can be accepted only once the issue
-    stage has taken all but ``depth - per_beat`` of the elements before it,
+    stage has taken all but ``issue_lead - 1`` of the elements before it,
     and the beats after it follow one per cycle: ``tail_lag`` is the latest
     of these bounds on the last beat that waits for one of this primitive's
     own elements after the first, in cycles from the primitive's first issue
@@ -175,7 +177,7 @@ def queue_timing(cycles, per_beat, depth):
     ``head_lag`` the latest that waits for the previous
     primitive's last element, in cycles from that element's issue (-1:
     none). ``last_mac``: the issue cycles of the last element with a MAC;
-    ``tail_cycles``: of the last ``depth - per_beat + 1`` (all, when fewer): how
+    ``tail_cycles``: of the last ``issue_lead`` (all, when fewer): how
     far the accept stage runs ahead of the issue of a primitive that follows.
     ``trailing_issue``: see :class:`gen.model.trace.Trace`.
     """
@@ -197,7 +199,7 @@ def queue_timing(cycles, per_beat, depth):
     for j in range(1, beats):
         for element in range((j - 1) * per_beat, j * per_beat):
             before += cycles[element] > 0
-        waits_for = before - (depth - per_beat) - 1
+        waits_for = before - issue_lead
         if waits_for > 0:
             # Beat j waits for that element's issue; the beats after it follow
             # one per cycle.
@@ -211,7 +213,7 @@ def queue_timing(cycles, per_beat, depth):
     for element in range(count):
         if cycles[element] > 0:
             last_mac = cycles[element]
-    tail_cycles = started[macs] - started[max(0, macs - (depth - per_beat + 1))]
+    tail_cycles = started[macs] - started[max(0, macs - issue_lead)]
     trailing_issue = 0
     after = 0       # issue cycles of the elements of beats j on
     for j in range(beats - 1, -1, -1):
@@ -230,7 +232,7 @@ def queue_timing(cycles, per_beat, depth):
         if popped:
             current = queue[head]
             head += 1
-        if level <= depth - per_beat:
+        if level < issue_lead:
             for element in range(beat * per_beat, min((beat + 1) * per_beat, count)):
                 if cycles[element] > 0:
                     queue[tail] = cycles[element]
