@@ -51,10 +51,13 @@ def load_entries(group, first, rounds):
     read: round ``i`` of a bundle reads entry (its members' rows, ``i``), line ``i`` of
     the row of every member, in member order, whichever PEs load it."""
     entries = []
-    for number in np.flatnonzero(rounds).tolist():
-        bundle = first + number
-        codes = row_codes(group, bundle, bundle + 1)[0, group.member_pes].tobytes()
-        entries += [(codes, index) for index in range(int(rounds[number]))]
+    numbers = np.flatnonzero(rounds)
+    if not len(numbers):
+        return entries
+    codes = row_codes(group, first, first + int(numbers[-1]) + 1)[:, group.member_pes]
+    for number in numbers.tolist():
+        key = codes[number].tobytes()
+        entries += [(key, index) for index in range(int(rounds[number]))]
     return entries
 
 
@@ -266,6 +269,7 @@ def run_trace(parts, entries, rows):
             load_line[:stop - first] = np.where((ride_from >= 0)[:, None] & loaded[source],
                                                 firsts[source] + ride_round[:, None], -1)
             at = np.repeat(np.arange(stop - first), alone)
+        if rounds.any() and len(at):
             index = np.arange(len(at)) - np.repeat(np.cumsum(alone) - alone, alone)
             lines = np.where(loaded[at], firsts[at] + index[:, None], -1).astype(np.int32)
             beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)
@@ -280,17 +284,18 @@ def run_trace(parts, entries, rows):
         pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements,
                        load_line, row_first, row_count))
     trace = Trace(
-        beats=np.concatenate([p[0] for p in pieces]).astype(np.int32),
+        beats=np.concatenate([p[0] for p in pieces]).astype(np.int32, copy=False),
         row_last=np.concatenate([p[1] for p in pieces]),
-        out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32),
+        out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32, copy=False),
         takes=np.concatenate([p[3]["takes"] for p in pieces]),
         works=np.concatenate([p[3]["works"] for p in pieces]),
-        **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32)
+        **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32, copy=False)
            for name in TIMING},
-        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32),
-        load_line=np.concatenate([p[5] for p in pieces]).astype(np.int32),
-        row_first=np.concatenate([p[6] for p in pieces]).astype(np.int32),
-        row_count=np.concatenate([p[7] for p in pieces]).astype(np.int32), entries=entries)
+        elements=np.concatenate([p[4] for p in pieces]).astype(np.int32, copy=False),
+        load_line=np.concatenate([p[5] for p in pieces]).astype(np.int32, copy=False),
+        row_first=np.concatenate([p[6] for p in pieces]).astype(np.int32, copy=False),
+        row_count=np.concatenate([p[7] for p in pieces]).astype(np.int32, copy=False),
+        entries=entries)
     trace.issued_macs = sum(int(group.issued_macs[first:stop].sum())
                             for group, first, stop, _ in parts)
     return trace

@@ -97,22 +97,23 @@ class Group:
     Per bundle (``B``): ``beats``, ``elements``, ``offset``, the streamed row
     ``a_row`` and task tile ``tile`` (-1: the empty closing task), the identity key of
     its streamed row (``operand_keys``); per bundle and PE (``B, P``): ``b_row`` (the
-    stationary row, -1 for none: its code with ``row_slice`` names the row, and a
-    bundle's codes in PE order its stationary entries and scratchpad place,
-    :func:`~gen.compiler.scratchpad.row_codes`), ``present`` (the command's present bit), ``takes``,
-    ``works``, ``issue``, ``last_issue``, ``lead_beats``, ``accept_span``,
-    ``tail_lag``, ``pop_lag``, ``head_lag``, ``last_mac``, ``tail_cycles``,
-    ``trailing_issue``, ``mac_elements``, and ``issued_macs``
-    per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None for a PE
-    without a row; made from ``placement`` when asked for), ``source`` (its member: where
-    its line and mask row are in an entry, which holds them in member order; 0 for a
-    PE without a row) and ``mask_rows`` (BP); ``member_pes``: the PEs in member order; ``row_length`` per bundle, the operands of
-    its stationary rows. ``columns`` is the slice of the rows the group holds,
+    stationary row, -1 for none: its code with ``row_slice`` names the row; a
+    bundle's codes in PE order name its scratchpad place, in member order its
+    stationary entries, :func:`~gen.compiler.scratchpad.row_codes`), ``present`` (the
+    command's present bit), ``takes``, ``works``, ``issue``, ``last_issue``,
+    ``lead_beats``, ``accept_span``, ``tail_lag``, ``pop_lag``, ``head_lag``,
+    ``last_mac``, ``tail_cycles``, ``trailing_issue``, ``mac_elements``, and
+    ``issued_macs`` per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None
+    for a PE without a row; made from ``placement`` when asked for), ``source`` (its
+    member: where its line and mask row are in an entry, which holds them in member
+    order; 0 for a PE without a row) and ``mask_rows`` (BP); ``member_pes``: the PEs
+    in member order; ``row_length`` per bundle, the operands of its stationary rows.
+    ``columns`` is the slice of the rows the group holds,
     ``out_len`` its length, ``mask_key`` its mask entry's key (BP)."""
 
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
-                 "operand_keys", "mask_key", "mask_rows", "b_row", "present", "member_pes", "source",
-                 "out_len", "columns", "placement", "row_length", "row_slice",
+                 "operand_keys", "mask_key", "mask_rows", "b_row", "present", "member_pes",
+                 "source", "out_len", "columns", "placement", "row_length", "row_slice",
                  "takes", "works", "issue", "last_issue",
                  "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac",
                  "tail_cycles", "trailing_issue", "mac_elements", "issued_macs", "effectual_macs")
