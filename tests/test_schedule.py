@@ -258,3 +258,21 @@ def test_dense_only_config_refuses_sparse_mode():
     spec = check_layer(config, "ff", x=np.ones((1, 1, 4, 4), int), w=np.ones((1, 1, 3, 3), int))
     with pytest.raises(ValueError, match="dense-only"):
         schedule_layer(config, spec, dense=False)
+
+
+def test_mask_entries_are_told_apart_by_their_shape():
+    """Groups share a BP mask entry only when their members' mask rows are equal: the
+    bytes of 4 all-ones rows of 8 are those of 2 rows of 16 (the random regression's
+    seed 7 case 16: 6 channels on 4 PEs, 24-wide rows in tiles of 16 and 8)."""
+    rng = np.random.default_rng(16)
+    dy = rng.integers(1, 10, (3, 2, 1, 8))
+    w = rng.integers(1, 10, (2, 6, 2, 1))
+    spec = check_layer(SMALL, "bp", dy=dy, w=w, x=np.zeros((3, 6, 3, 24), int), stride=3, pad=0)
+    schedule = schedule_layer(SMALL, spec, dense=False)
+    shapes, seen = set(), {}
+    for group in schedule.groups:
+        rows = tuple(tuple(schedule.masks[row, group.columns].tolist())
+                     for row in group.mask_rows[group.member_pes])
+        shapes.add((len(rows), len(rows[0])))
+        assert seen.setdefault(group.mask_key, rows) == rows
+    assert {(4, 8), (2, 16)} <= shapes

@@ -352,10 +352,12 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
     group.operand_keys[:count] = np.where(work.nonzeros[t_list, q_list] > 0,
                                           a_index[t_list] * tiles + a_slices, -1 - a_slices)
     if mapping.task_phase == "bp":
-        # A mask entry holds the members' mask rows in member order: by value. A PE
+        # A mask entry holds the members' mask rows in member order: by value, with
+        # their shape (the bytes of 4 rows of 8 are those of 2 rows of 16). A PE
         # without a row of its own takes member 0's.
         group.mask_rows = mask_index[safe]
-        group.mask_key = layout.masks[mask_index, start:start + width].tobytes()
+        group.mask_key = (len(mask_index), width,
+                          layout.masks[mask_index, start:start + width].tobytes())
     else:
         group.mask_rows = group.mask_key = None
     works = np.zeros((bundles, pes), np.bool_)
