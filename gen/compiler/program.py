@@ -138,7 +138,7 @@ class _Entries:
     """The entries of one buffer in a run, in address order: per key, a row per member."""
 
     def __init__(self):
-        self.rows = {}       # key -> (address, rows in PE order)
+        self.rows = {}       # key -> (address, rows in member order)
 
     def place(self, key, rows):
         """The address of the entry ``key`` holding ``rows`` (one per member, in member

@@ -5,11 +5,12 @@ must fit the buffers (:class:`Capacity`). Operands are stored once per run
 and referenced: a stationary entry (a line per member of a group, in member
 order), a BP mask entry (a mask row per member) and a streamed row's beats
 in the operand buffer are shared by every command that uses the same rows,
-whichever PEs the members are on (a command's ``source`` says), which is where the on-chip reuse comes from (in FF the
-filter rows of a group of output channels serve every output row of the
-batch). Rows are told apart by *which* row of which tensor they are (the
-identity keys of :class:`~gen.compiler.schedule.Group`); rows of zeros are
-equal whatever rows they are.
+whichever PEs the members are on (a command's ``source`` says), which is
+where the on-chip reuse comes from (in FF the filter rows of a group of
+output channels serve every output row of the batch). Rows are told apart
+by *which* row of which tensor they are (the row codes of
+:func:`~gen.compiler.scratchpad.row_codes`, the operand keys of
+:class:`~gen.compiler.schedule.Group`); BP mask rows by value.
 
 Groups are taken in order while they fit. A group that does not fit even an
 empty run is cut into pieces of partial rows, each closed by its last bundle
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model.trace import TIMING, Trace
-from .scratchpad import group_rows, load_plan, row_codes
+from .scratchpad import group_rows, load_plan, needs_rows, row_codes
 
 __all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
 
@@ -250,8 +251,7 @@ def run_trace(parts, entries, rows):
         count = len(beats)
         firsts, loaded, rounds = group_rows(rows, group, first, stop)
         reads = np.zeros(count, np.bool_)
-        reads[:stop - first] = ((group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0)
-                                & group.works[first:stop].any(axis=1))
+        reads[:stop - first] = needs_rows(group, first, stop)
         row_first = np.full((count, pes), -1, np.int32)
         row_first[:stop - first] = np.where(group.works[first:stop] & reads[:stop - first, None],
                                             firsts, -1)
@@ -270,6 +270,7 @@ def run_trace(parts, entries, rows):
                                                 firsts[source] + ride_round[:, None], -1)
             at = np.repeat(np.arange(stop - first), alone)
         if rounds.any() and len(at):
+            # Load-only bundles before the bundles whose rounds do not all ride.
             index = np.arange(len(at)) - np.repeat(np.cumsum(alone) - alone, alone)
             lines = np.where(loaded[at], firsts[at] + index[:, None], -1).astype(np.int32)
             beats, elements = np.insert(beats, at, 0), np.insert(elements, at, 0)

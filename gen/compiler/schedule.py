@@ -56,7 +56,6 @@ __all__ = ["Group", "Schedule", "schedule_layer", "pe_work", "balance", "works_i
            "bundle_geometry"]
 
 
-
 def works_in(dense, present, idle):
     """Whether a PE works in a bundle: the primitive is ``present`` (not a
     placeholder), and in sparse mode it is not ``idle`` (its stationary tile, or BP

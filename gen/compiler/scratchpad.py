@@ -10,8 +10,9 @@ programs (:func:`group_rows`, rows by which rows they are), for the
 schedule's runs, the cycle model's traces and the packed programs alike. In
 the array the placement is shared: a bundle's rows, one per PE, start on the
 same line of every PE's scratchpad, so a command names one line (and one
-line to load) for all PEs, and a stationary or mask entry holds its lines or
-mask rows in PE order (no crossbar).
+line to load) for all PEs; a stationary or mask entry holds its lines or
+mask rows in the order of the group's members, and each PE takes its
+member's (a crossbar, the command's ``source``).
 """
 
 from __future__ import annotations
@@ -163,10 +164,11 @@ class ArrayRows:
         return part + [0] * (self.words - len(part))
 
 
-def needs_rows(group, bundle):
-    """Whether bundle ``bundle`` of ``group`` reads stationary rows: a primitive with
-    streamed elements that some PE works on."""
-    return bool(group.tile[bundle] >= 0 and group.beats[bundle] and group.works[bundle].any())
+def needs_rows(group, first, stop):
+    """Per bundle ``first..stop`` of ``group``, whether it reads stationary rows: a
+    primitive with streamed elements that some PE works on."""
+    return ((group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0)
+            & group.works[first:stop].any(axis=1))
 
 
 # A row's code: which row (its index in the stationary tensor, -1: none) and which
@@ -188,7 +190,7 @@ def group_rows(rows, group, first, stop):
     rounds (round ``i`` loads line ``i`` of every loaded row into line ``firsts + i``;
     0: every row is held)."""
     works = group.works[first:stop]
-    needs = (group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0) & works.any(axis=1)
+    needs = needs_rows(group, first, stop)
     counts = -(-group.row_length[first:stop] // rows.words)
     firsts = np.zeros(works.shape, np.int64)
     loaded = np.zeros(works.shape, np.bool_)
@@ -213,7 +215,7 @@ def load_plan(rows, group, first, stop, firsts, loaded, rounds):
     go in load-only bundles before it; round ``ride_round`` of bundle ``ride_from``
     rides with it (-1: none). All relative to ``first``."""
     works = group.works[first:stop]
-    needs = (group.tile[first:stop] >= 0) & (group.beats[first:stop] > 0) & works.any(axis=1)
+    needs = needs_rows(group, first, stop)
     counts = np.maximum(-(-group.row_length[first:stop] // rows.words), 1)
     alone = np.zeros(stop - first, np.int64)
     ride_from = np.full(stop - first, -1, np.int64)
