@@ -116,7 +116,7 @@ def report(args):
                              f"{{model: {{layer: {{x, dy, w}}}}}}")
     started = time.perf_counter()
     result = build_report(config, args.models, p=args.p, steps=args.steps, batch=args.batch,
-                          seed=args.seed, densities=densities)
+                          seed=args.seed, densities=densities, jobs=args.jobs)
     command = " ".join(["python -m gen report", "--config", args.config, "--models",
                         *args.models, "--p", f"{args.p:g}", "--steps", str(args.steps)]
                        + (["--densities", args.densities] if args.densities else []))
@@ -178,6 +178,8 @@ def main(argv=None):
                                help="JSON {model: {layer: {x, dy, w}}}: random operands of "
                                     "these densities instead of training (what-if)")
     report_parser.add_argument("--out", default="build/report")
+    report_parser.add_argument("--jobs", type=positive_int, default=2,
+                               help="processes that model the layer phases at once (default 2)")
     args = parser.parse_args(argv)
     run_command({"verilog": verilog, "synth": synth, "layers": layers,
                  "estimate": estimate, "report": report}[args.command], args)

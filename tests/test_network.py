@@ -72,6 +72,17 @@ def test_network_phases_match_the_layer_model():
                                                     for e in results)
 
 
+def test_processes_model_the_phases_to_the_same_results():
+    layers = extract_layers(tiny_net(), (1, 8, 8))
+    operands = random_operands(layers, DENSITIES, batch=2, seed=3)
+    alone = estimate_network(SMALL, layers, operands)
+    shared = estimate_network(SMALL, layers, operands, jobs=2)
+    assert shared == alone
+    assert [list(entry) for entry in shared] == [list(entry) for entry in alone]
+    with pytest.raises(ValueError, match="jobs must be at least 1, not 0"):
+        estimate_network(SMALL, layers, operands, jobs=0)
+
+
 def test_random_operands_and_maps_refuse_bad_input():
     layers = extract_layers(tiny_net(), (1, 8, 8))
     with pytest.raises(ValueError, match="no entry for layer 6"):

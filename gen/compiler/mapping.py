@@ -89,6 +89,7 @@ class Mapping:
             raise ValueError(f"kernel_rows is a WG parameter; {phase} rows hold one, "
                              f"not {kernel_rows}")
         self.splits, self.kernel_rows, self.transposed = splits, kernel_rows, transposed
+        self._grids = {}
         (self.n_len, self.c_len, self.k_len, self.h_len, self.w_len, self.e_len, self.r_len,
          self.s_len) = _sizes(spec)
         self.shape = {"ff": (self.n_len, self.k_len, self.e_len),
@@ -202,8 +203,7 @@ class Mapping:
         if self.transposed and self.phase == "bp":
             c = i
             n, h = np.divmod(js, h_len)
-            k, r = [v.ravel() for v in np.meshgrid(np.arange(k_len), np.arange(r_len),
-                                                    indexing="ij")]
+            k, r = self._grid(range(k_len), range(r_len))
             e = h[None, :] + pad - r[:, None]
             valid = (e >= 0) & (e < e_len)
             b_index = np.where(valid, (n[None, :] * k_len + k[:, None]) * e_len + e, -1)
@@ -212,8 +212,7 @@ class Mapping:
             return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.transposed:
             c, r = i, l
-            n, e = [v.ravel() for v in np.meshgrid(np.arange(n_len), np.arange(e_len),
-                                                    indexing="ij")]
+            n, e = self._grid(range(n_len), range(e_len))
             keep = (e + r - pad >= 0) & (e + r - pad < h_len)
             n, e = n[keep], e[keep]
             a_index = (n * c_len + c) * h_len + e + r - pad
@@ -221,8 +220,7 @@ class Mapping:
             return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.phase == "ff":
             n, e = i, l
-            c, r = [v.ravel() for v in np.meshgrid(np.arange(c_len), np.arange(r_len),
-                                                    indexing="ij")]
+            c, r = self._grid(range(c_len), range(r_len))
             h = e * stride + r - pad
             keep = (h >= 0) & (h < h_len)
             c, r, h = c[keep], r[keep], h[keep]
@@ -231,8 +229,7 @@ class Mapping:
             return a_index, b_index, np.zeros_like(a_index), mask_index
         if self.phase == "bp":
             n, h = i, l
-            k, r = [v.ravel() for v in np.meshgrid(np.arange(k_len), np.arange(r_len),
-                                                    indexing="ij")]
+            k, r = self._grid(range(k_len), range(r_len))
             moved = h + pad - r
             keep = (moved % stride == 0) & (moved // stride >= 0) & (moved // stride < e_len)
             k, r, e = k[keep], r[keep], moved[keep] // stride
@@ -241,17 +238,29 @@ class Mapping:
             mask_index = (n * c_len + js) * h_len + h
             return a_index, b_index, np.zeros_like(a_index), mask_index
         k, block = i, l
-        rows = np.asarray(self.block_rows(block))
+        rows = self.block_rows(block)
         # Kernel rows innermost: the input rows of consecutive primitives slide by the
         # stride, so a PE's scratchpad keeps most of them for the next ones.
-        n, e, r = [v.ravel() for v in np.meshgrid(np.arange(n_len), np.arange(e_len), rows,
-                                                   indexing="ij")]
+        n, e, r = self._grid(range(n_len), range(e_len), rows)
         h = e * stride + r - pad
         keep = (h >= 0) & (h < h_len)
         r, n, e, h = r[keep], n[keep], e[keep], h[keep]
         a_index = (n * k_len + k) * e_len + e
         b_index = (n[:, None] * c_len + js[None, :]) * h_len + h[:, None]
         return a_index, b_index, (r - rows[0]) * self.s_len, mask_index
+
+    def _grid(self, *ranges):
+        """Every combination of the values of ``ranges`` (the first slowest), one flat
+        array per range; made once per mapping (read only: :meth:`primitives` asks for
+        the same grids for every row)."""
+        key = tuple((r.start, r.stop) for r in ranges)
+        if key not in self._grids:
+            grids = [v.ravel() for v in np.meshgrid(*(np.arange(r.start, r.stop)
+                                                      for r in ranges), indexing="ij")]
+            for grid in grids:
+                grid.flags.writeable = False
+            self._grids[key] = grids
+        return self._grids[key]
 
     def output_view(self, output, key, columns):
         """The part of the layer's ``output`` that row ``key``'s ``columns`` hold,

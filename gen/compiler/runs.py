@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model.trace import TIMING, Trace
-from .scratchpad import group_rows, load_plan, needs_rows, row_codes
+from ..model.trace import TIMING, TIMING_NONE, Trace
+from .scratchpad import group_rows, load_bound, load_plan, needs_rows, row_codes
 
-__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING"]
+__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING", "TIMING_NONE"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,11 @@ def load_entries(group, first, rounds):
     """The stationary-buffer entries the load rounds of bundles ``first..`` of ``group``
     read: round ``i`` of a bundle reads entry (its members' rows, ``i``), line ``i`` of
     the row of every member, in member order, whichever PEs load it."""
+    return [entry for _, entry in _load_entries(group, first, rounds)]
+
+
+def _load_entries(group, first, rounds):
+    """:func:`load_entries` with the bundle (from ``first``) each entry is loaded for."""
     entries = []
     numbers = np.flatnonzero(rounds)
     if not len(numbers):
@@ -58,7 +63,7 @@ def load_entries(group, first, rounds):
     codes = row_codes(group, first, first + int(numbers[-1]) + 1)[:, group.member_pes]
     for number in numbers.tolist():
         key = codes[number].tobytes()
-        entries += [(key, index) for index in range(int(rounds[number]))]
+        entries += [(number, (key, index)) for index in range(int(rounds[number]))]
     return entries
 
 
@@ -154,8 +159,6 @@ class _RunPacker:
                                      f"({self.capacity})")
                 self._finish()
                 continue
-            while piece.stop < group.bundles and piece.grow():
-                pass
             self._add(group, first, piece.stop, piece.needs(), True)
             first = piece.stop
 
@@ -165,7 +168,10 @@ class _RunPacker:
 
 
 class _Piece:
-    """A partial row ``group[first:stop]`` being grown bundle by bundle into a run."""
+    """A partial row ``group[first:stop]`` grown into a run as far as it fits."""
+
+    # Bundles placed at once while the piece grows (doubled each time it still fits).
+    _CHUNK = 64
 
     def __init__(self, packer, group, first):
         self.packer, self.group, self.first, self.stop = packer, group, first, first
@@ -175,9 +181,9 @@ class _Piece:
 
     def needs(self):
         """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it (its
-        load-only commands counted again over the whole piece: growing it bundle by
-        bundle counts an upper bound, without the loads that ride with earlier
-        primitives of the piece)."""
+        load-only commands counted again over the whole piece: growing it counts an
+        upper bound, without the loads that ride with earlier primitives of the
+        piece)."""
         self.loads = self.packer._walk(self.group, self.first, self.stop,
                                        self.packer.rows.copy(), set())
         closing = closes_piece(self.group, self.stop)
@@ -186,31 +192,59 @@ class _Piece:
         return (self.stop - self.first + closing + self.loads, self.lines - self.packer.stationary,
                 self.mask, operands, self.group.out_len, self.rows)
 
-    def _fits(self, lines, loads):
-        closing = closes_piece(self.group, self.stop)
-        return self.packer.fits_counts(self.stop - self.first + closing + loads,
-                                       len(lines - self.packer.stationary), len(self.mask),
-                                       self.operand_beats, self.group.out_len)
-
     def grow(self):
-        """Take one more bundle if the piece still fits the run; returns whether it did."""
-        group, packer, bundle = self.group, self.packer, self.stop
-        rows, lines = self.rows.copy(), set(self.lines)
-        loads = self.loads + packer._walk(group, bundle, bundle + 1, rows, lines)
-        operand, beats = int(group.operand_keys[bundle]), int(group.beats[bundle])
-        new_operand = beats and operand not in packer.operands and operand not in self.operands
-        if new_operand:
-            self.operands.add(operand)
-            self.operand_beats += beats
-        self.stop += 1
-        if self._fits(lines, loads):
-            self.rows, self.lines, self.loads = rows, lines, loads
-            return True
-        self.stop -= 1      # roll back
-        if new_operand:
-            self.operands.discard(operand)
-            self.operand_beats -= beats
-        return False
+        """Take bundles while the piece still fits the run, as taking them one at a time
+        would (each bundle's loads counted as if no earlier primitive carried any:
+        :func:`~gen.compiler.scratchpad.load_bound`); returns whether it took any."""
+        group, packer, capacity = self.group, self.packer, self.packer.capacity
+        rows = packer.rows.copy()
+        lines, operands = set(), set()
+        loads = new_lines = beats = 0
+        start, chunk, stop = self.first, self._CHUNK, None
+        while stop is None and start < group.bundles:
+            end = min(group.bundles, start + chunk)
+            _, _, rounds = group_rows(rows, group, start, end)
+            # Per bundle, the counts of the piece that ends with it.
+            added = np.zeros(end - start, np.int64)
+            for number, entry in _load_entries(group, start, rounds):
+                if entry not in lines and entry not in packer.stationary:
+                    lines.add(entry)
+                    added[number] += 1
+            lines_at = new_lines + np.cumsum(added)
+            new_lines = int(lines_at[-1])
+            beats_at = np.zeros(end - start, np.int64)
+            for number, (key, count) in enumerate(zip(group.operand_keys[start:end].tolist(),
+                                                      group.beats[start:end].tolist())):
+                if count and key not in packer.operands and key not in operands:
+                    operands.add(key)
+                    beats += count
+                beats_at[number] = beats
+            loads_at = loads + np.cumsum(load_bound(rounds))
+            loads = int(loads_at[-1])
+            ends = np.arange(start + 1, end + 1)
+            closing = group.offset[ends - 1] != group.closing_offset
+            fits = ((packer.commands + ends - self.first + closing + loads_at <= capacity.program)
+                    & (len(packer.stationary) + lines_at <= capacity.stationary)
+                    & (len(packer.masks) + len(self.mask) <= capacity.mask)
+                    & (packer.operand_beats + beats_at <= capacity.operand)
+                    & (packer.outputs + group.out_len <= capacity.outputs))
+            if not fits.all():
+                stop = start + int(np.argmin(fits))     # the first bundle that does not fit
+            start, chunk = end, 2 * chunk
+        self.stop = group.bundles if stop is None else stop
+        if self.stop == self.first:
+            return False
+        # The piece's own state: its bundles placed again, alone.
+        self.rows = packer.rows.copy()
+        _, _, rounds = group_rows(self.rows, group, self.first, self.stop)
+        self.lines = set(load_entries(group, self.first, rounds))
+        self.loads = int(load_bound(rounds).sum())
+        for key, count in zip(group.operand_keys[self.first:self.stop].tolist(),
+                              group.beats[self.first:self.stop].tolist()):
+            if count and key not in packer.operands and key not in self.operands:
+                self.operands.add(key)
+                self.operand_beats += count
+        return True
 
 
 def pack_runs(groups, capacity, rows):
@@ -232,7 +266,7 @@ def run_trace(parts, entries, rows):
     pieces = []
     for group, first, stop, partial in parts:
         columns = {name: getattr(group, name)[first:stop]
-                   for name in ("takes", "works", *TIMING)}
+                   for name in ("takes", "works", "timing")}
         beats = group.beats[first:stop]
         elements = group.elements[first:stop]
         row_last = np.zeros(stop - first, np.bool_)
@@ -242,8 +276,8 @@ def run_trace(parts, entries, rows):
             row_last = np.append(row_last, True)
             columns["takes"] = np.vstack([columns["takes"], np.ones((1, pes), np.bool_)])
             columns["works"] = np.vstack([columns["works"], np.zeros((1, pes), np.bool_)])
-            for name, none in TIMING.items():
-                columns[name] = np.vstack([columns[name], np.full((1, pes), none, np.int32)])
+            columns["timing"] = np.concatenate(
+                [columns["timing"], np.broadcast_to(TIMING_NONE, (1, pes, len(TIMING)))])
         elif partial or stop == group.bundles:
             row_last[-1] = True
             columns["takes"] = columns["takes"].copy()
@@ -277,21 +311,21 @@ def run_trace(parts, entries, rows):
             row_last = np.insert(row_last, at, False)
             columns["takes"] = np.insert(columns["takes"], at, lines >= 0, axis=0)
             columns["works"] = np.insert(columns["works"], at, False, axis=0)
-            for name, none in TIMING.items():
-                columns[name] = np.insert(columns[name], at, none, axis=0)
+            columns["timing"] = np.insert(columns["timing"], at, TIMING_NONE[None, :], axis=0)
             row_first = np.insert(row_first, at, -1, axis=0)
             row_count = np.insert(row_count, at, 0)
             load_line = np.insert(load_line, at, lines, axis=0)
         pieces.append((beats, row_last, np.full(len(beats), group.out_len), columns, elements,
                        load_line, row_first, row_count))
+    timing = np.concatenate([p[3]["timing"] for p in pieces])
     trace = Trace(
         beats=np.concatenate([p[0] for p in pieces]).astype(np.int32, copy=False),
         row_last=np.concatenate([p[1] for p in pieces]),
         out_len=np.concatenate([p[2] for p in pieces]).astype(np.int32, copy=False),
         takes=np.concatenate([p[3]["takes"] for p in pieces]),
         works=np.concatenate([p[3]["works"] for p in pieces]),
-        **{name: np.concatenate([p[3][name] for p in pieces]).astype(np.int32, copy=False)
-           for name in TIMING},
+        **{name: np.ascontiguousarray(timing[:, :, column])
+           for column, name in enumerate(TIMING)},
         elements=np.concatenate([p[4] for p in pieces]).astype(np.int32, copy=False),
         load_line=np.concatenate([p[5] for p in pieces]).astype(np.int32, copy=False),
         row_first=np.concatenate([p[6] for p in pieces]).astype(np.int32, copy=False),

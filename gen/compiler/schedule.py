@@ -47,7 +47,7 @@ from hw.pe import issue_lead
 from ..model.cycles import predict
 from .layer import check_mode
 from .mapping import Mapping
-from .runs import TIMING, Capacity, pack_runs, run_trace
+from .runs import TIMING, TIMING_NONE, Capacity, pack_runs, run_trace
 from .scratchpad import ArrayRows, group_rows, load_plan
 from .tiling import closing_offset, closing_tile, needs_closing
 from .work import SlotTables, primitive_work
@@ -101,7 +101,8 @@ class Group:
     stationary entries, :func:`~gen.compiler.scratchpad.row_codes`), ``present`` (the
     command's present bit), ``takes``, ``works``, ``issue``, ``last_issue``,
     ``lead_beats``, ``accept_span``, ``tail_lag``, ``pop_lag``, ``head_lag``,
-    ``last_mac``, ``tail_cycles``, ``trailing_issue``, ``mac_elements``, and
+    ``last_mac``, ``tail_cycles``, ``trailing_issue``, ``mac_elements`` (the columns of
+    :data:`~gen.model.trace.TIMING`: views of ``timing``, ``(B, P, len(TIMING))``), and
     ``issued_macs`` per bundle. Per PE: ``keys`` (the output row ``(i, j, l)``, None
     for a PE without a row; made from ``placement`` when asked for), ``source`` (its
     member: where its line and mask row are in an entry, which holds them in member
@@ -113,13 +114,12 @@ class Group:
     __slots__ = ("beats", "elements", "offset", "closing_offset", "a_row", "tile",
                  "operand_keys", "mask_key", "mask_rows", "b_row", "present", "member_pes",
                  "source", "out_len", "columns", "placement", "row_length", "row_slice",
-                 "takes", "works", "issue", "last_issue",
-                 "lead_beats", "accept_span", "tail_lag", "pop_lag", "head_lag", "last_mac",
-                 "tail_cycles", "trailing_issue", "mac_elements", "issued_macs", "effectual_macs")
+                 "takes", "works", "timing", "issued_macs", "effectual_macs")
 
     @property
     def bundles(self):
         return len(self.beats)
+
 
     @property
     def keys(self):
@@ -127,6 +127,12 @@ class Group:
         i, l, js, member_of, real = self.placement
         return [(i, js[m], l) if here else None
                 for m, here in zip(member_of.tolist(), real.tolist())]
+
+
+# The timing columns of a group, views of its ``timing`` (B, P, len(TIMING)).
+for _column, _name in enumerate(TIMING):
+    setattr(Group, _name, property(lambda self, column=_column: self.timing[:, :, column]))
+del _column, _name
 
 
 class _Layout:
@@ -184,10 +190,20 @@ class Schedule:
         self._traces = None
 
     def traces(self):
-        """The :class:`~gen.model.trace.Trace` of every run (made once)."""
+        """The :class:`~gen.model.trace.Trace` of every run (made once, then kept)."""
         if self._traces is None:
-            self._traces = [run_trace(parts, entries, self.rows) for parts, entries in self.runs]
+            self._traces = list(self.each_trace())
         return self._traces
+
+    def each_trace(self):
+        """The :class:`~gen.model.trace.Trace` of each run in turn, made as it is asked
+        for and not kept (unless :meth:`traces` has made them): a layer's traces at paper
+        scale take gigabytes together."""
+        if self._traces is not None:
+            yield from self._traces
+            return
+        for parts, entries in self.runs:
+            yield run_trace(parts, entries, self.rows)
 
 
 def schedule_layer(config, spec, *, dense, pes=None, capacity=None, runs=True, mapping=None):
@@ -215,7 +231,7 @@ def schedule_layer(config, spec, *, dense, pes=None, capacity=None, runs=True, m
             # estimate leaves out the pipeline's stalls, which differ between them).
             schedule = Schedule(config, layout, groups, estimate, dense=dense, pes=pes,
                                 capacity=capacity)
-            estimate = predict(config, schedule.traces())["cycles"]
+            estimate = predict(config, schedule.each_trace())["cycles"]
         if best is None or estimate < best[2]:
             best = (layout, groups, estimate, schedule)
     layout, groups, estimate, schedule = best
@@ -228,7 +244,7 @@ def _groups(config, layout, pes, dense):
     for them: the busiest PE's :func:`pe_work` after balancing, or the broadcast's
     beats (one per cycle), whichever is larger."""
     mapping = layout.mapping
-    outer, channels, inner = mapping.shape
+    channels = mapping.shape[1]
     epb = config.elements_per_beat
     is_bp = mapping.task_phase == "bp"
     tiles = max(len(layout.parts), 1)
@@ -238,69 +254,65 @@ def _groups(config, layout, pes, dense):
     for first in range(0, channels, pes):
         js = list(range(first, min(first + pes, channels)))
         members = len(js)
-        for i in range(outer):
-            for l in range(inner):
-                a_all, b_all, offset_all, mask_index = mapping.primitives(i, js, l)
-                count = len(a_all)
-                for piece in range(mapping.splits):
-                    lo, hi = (count * n // mapping.splits for n in (piece, piece + 1))
-                    a_index, b_index = a_all[lo:hi], np.ascontiguousarray(b_all[lo:hi])
-                    offset = offset_all[lo:hi]
-                    work = primitive_work(layout.a_rows, layout.b_rows, layout.masks, a_index,
-                                          b_index, mask_index, layout.parts, layout.slots,
-                                          bp=is_bp, dense=dense, lanes=config.lanes,
-                                          per_beat=epb, issue_lead=issue_lead(config))
-                    present = b_index >= 0
-                    positions, member_work = [], np.zeros(members, np.int64)
-                    for start, width, numbers in layout.positions:
-                        out_len = mapping.out_len(l) if mapping.wg_rows else width
-                        closing = closing_offset(mapping.task_phase, out_len,
-                                                 mapping.task_kernel)
-                        if numbers:
-                            t_pos, q_pos = np.nonzero(work.elements[:, numbers] > 0)
-                            t_list, q_list = t_pos, np.asarray(numbers, np.int64)[q_pos]
-                        else:
-                            t_list = q_list = np.zeros(0, np.int64)
-                        closes = needs_closing(mapping.task_phase,
-                                               offset[t_list[-1]] if len(t_list) else None,
-                                               out_len, mapping.task_kernel)
-                        mask_ok = (layout.masks[mask_index, start:start + width].any(axis=1)
-                                   if is_bp else np.ones(members, np.bool_))
-                        beats = -(-work.elements[t_list, q_list] // epb)
-                        # A member has no effectual MAC in a primitive whose stationary
-                        # tile, or (BP) whose mask tile, is all zero.
-                        idle = ~work.stationary[t_list, q_list] | ~mask_ok[None, :]
-                        active = works_in(dense, present[t_list], idle)
-                        row_work = pe_work(beats, work.issue[t_list, q_list], active, closes)
-                        member_work += row_work
-                        positions.append((t_list, q_list, beats, closes, out_len, closing, idle,
-                                          row_work, start, width))
-                    # A PE without a row of its own does no work in either mode.
-                    member_of = balance(load, np.concatenate(
-                        [member_work, np.zeros(pes - members, np.int64)]))
-                    real = member_of < members
-                    safe = np.where(real, member_of, 0)
-                    # Per PE its output row (i, j, l), made only when asked for: the
-                    # models do not need them.
-                    placement = (i, l, js, member_of, real)
-                    for (t_list, q_list, beats, closes, out_len, closing, idle, row_work,
-                         start, width) in positions:
-                        group_effectual = int(work.effectual[t_list, q_list].sum()) \
-                            if len(t_list) else 0
-                        if not dense and not group_effectual:
-                            continue     # all zeros: nothing for the hardware to do
-                        group = _group(config, layout, work, dense, pes, members, t_list,
-                                       q_list, beats, closes, out_len, closing, idle, present,
-                                       a_index, b_index, offset, mask_index, tiles, real,
-                                       safe, start, width)
-                        group.placement = placement
-                        group.effectual_macs = group_effectual
-                        groups.append(group)
-                        # A PE without a row of its own runs member 0's row on zero
-                        # stationary rows (the estimate counts it; balancing does not).
-                        idle_work = row_work[0] if dense else 2
-                        estimate_load += np.where(real, row_work[safe], idle_work)
-                        estimate_beats += int(np.maximum(1, group.beats).sum())
+        for i, l, (a_all, b_all, offset_all, mask_index), work_all in _row_work(
+                config, layout, js, dense):
+            count = len(a_all)
+            for piece in range(mapping.splits):
+                lo, hi = (count * n // mapping.splits for n in (piece, piece + 1))
+                a_index, b_index = a_all[lo:hi], b_all[lo:hi]
+                offset = offset_all[lo:hi]
+                work = work_all if mapping.splits == 1 else work_all.rows(lo, hi)
+                present = b_index >= 0
+                positions, member_work = [], np.zeros(members, np.int64)
+                for start, width, numbers in layout.positions:
+                    out_len = mapping.out_len(l) if mapping.wg_rows else width
+                    closing = closing_offset(mapping.task_phase, out_len,
+                                             mapping.task_kernel)
+                    if numbers:
+                        t_pos, q_pos = np.nonzero(work.elements[:, numbers] > 0)
+                        t_list, q_list = t_pos, np.asarray(numbers, np.int64)[q_pos]
+                    else:
+                        t_list = q_list = np.zeros(0, np.int64)
+                    closes = needs_closing(mapping.task_phase,
+                                           offset[t_list[-1]] if len(t_list) else None,
+                                           out_len, mapping.task_kernel)
+                    mask_ok = (layout.masks[mask_index, start:start + width].any(axis=1)
+                               if is_bp else np.ones(members, np.bool_))
+                    beats = -(-work.elements[t_list, q_list] // epb)
+                    # A member has no effectual MAC in a primitive whose stationary
+                    # tile, or (BP) whose mask tile, is all zero.
+                    idle = ~work.stationary[t_list, q_list] | ~mask_ok[None, :]
+                    active = works_in(dense, present[t_list], idle)
+                    row_work = pe_work(beats, work.issue[t_list, q_list], active, closes)
+                    member_work += row_work
+                    positions.append((t_list, q_list, beats, closes, out_len, closing, idle,
+                                      row_work, start, width))
+                # A PE without a row of its own does no work in either mode.
+                member_of = balance(load, np.concatenate(
+                    [member_work, np.zeros(pes - members, np.int64)]))
+                real = member_of < members
+                safe = np.where(real, member_of, 0)
+                # Per PE its output row (i, j, l), made only when asked for: the
+                # models do not need them.
+                placement = (i, l, js, member_of, real)
+                for (t_list, q_list, beats, closes, out_len, closing, idle, row_work,
+                     start, width) in positions:
+                    group_effectual = int(work.effectual[t_list, q_list].sum()) \
+                        if len(t_list) else 0
+                    if not dense and not group_effectual:
+                        continue     # all zeros: nothing for the hardware to do
+                    group = _group(config, layout, work, dense, pes, members, t_list,
+                                   q_list, beats, closes, out_len, closing, idle, present,
+                                   a_index, b_index, offset, mask_index, tiles, real,
+                                   safe, start, width)
+                    group.placement = placement
+                    group.effectual_macs = group_effectual
+                    groups.append(group)
+                    # A PE without a row of its own runs member 0's row on zero
+                    # stationary rows (the estimate counts it; balancing does not).
+                    idle_work = row_work[0] if dense else 2
+                    estimate_load += np.where(real, row_work[safe], idle_work)
+                    estimate_beats += int(np.maximum(1, group.beats).sum())
     # Loads of the stationary rows the scratchpads do not hold: a bundle-path cycle per
     # load round that does not come with a primitive, an accept cycle per line a PE
     # loads so (the run packer's placement, without its runs: an estimate).
@@ -311,6 +323,46 @@ def _groups(config, layout, pes, dense):
         estimate_beats += int(alone.sum())
         estimate_load += (loaded * alone[:, None]).sum(axis=0)
     return groups, max(int(estimate_load.max()), estimate_beats)
+
+
+# Primitives x task tiles x members whose work one call of primitive_work computes at
+# most: many rows at once when rows are small (a linear layer's, one primitive each),
+# without holding a whole layer's work.
+_WORK_BATCH = 1 << 18
+
+
+def _row_work(config, layout, js, dense):
+    """Per row ``(i, l)`` of the channels ``js``, in program order: ``(i, l,
+    primitives, work)``, :meth:`Mapping.primitives` and their :class:`PrimitiveWork`,
+    computed for batches of rows at once."""
+    mapping = layout.mapping
+    outer, _, inner = mapping.shape
+    rows = [(i, l) for i in range(outer) for l in range(inner)]
+    tiles = max(len(layout.parts), 1)
+    start = 0
+    while start < len(rows):
+        batch = []
+        size = 0
+        while start + len(batch) < len(rows) and (not batch or size < _WORK_BATCH):
+            i, l = rows[start + len(batch)]
+            primitives = mapping.primitives(i, js, l)
+            batch.append((i, l, primitives))
+            size += len(primitives[0]) * tiles * len(js)
+        start += len(batch)
+        counts = [len(primitives[0]) for _, _, primitives in batch]
+        work = primitive_work(
+            layout.a_rows, layout.b_rows, layout.masks,
+            np.concatenate([primitives[0] for _, _, primitives in batch]),
+            np.ascontiguousarray(np.concatenate([primitives[1] for _, _, primitives in batch])),
+            np.concatenate([np.broadcast_to(primitives[3], (count, len(js)))
+                            for (_, _, primitives), count in zip(batch, counts)]),
+            layout.parts, layout.slots, bp=mapping.task_phase == "bp", dense=dense,
+            lanes=config.lanes, per_beat=config.elements_per_beat,
+            issue_lead=issue_lead(config))
+        first = 0
+        for (i, l, primitives), count in zip(batch, counts):
+            yield i, l, primitives, work.rows(first, first + count)
+            first += count
 
 
 def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, closes, out_len,
@@ -361,11 +413,10 @@ def _group(config, layout, work, dense, pes, members, t_list, q_list, beats, clo
         group.mask_rows = group.mask_key = None
     works = np.zeros((bundles, pes), np.bool_)
     works[:count] = works_in(dense, present[t_list], idle)[:, safe] & real[None, :]
-    for name, none in TIMING.items():
-        column = np.full((bundles, pes), none, np.int32)
-        values = getattr(work, name)[t_list, q_list][:, safe]
-        column[:count] = np.where(works[:count], values, none)
-        setattr(group, name, column)
+    group.timing = np.empty((bundles, pes, len(TIMING)), np.int32)
+    group.timing[:] = TIMING_NONE
+    group.timing[:count] = np.where(works[:count, :, None],
+                                    work.timing[t_list, q_list][:, safe], TIMING_NONE)
     group.issued_macs = np.zeros(bundles, np.int64)
     group.issued_macs[:count] = np.where(works[:count], work.issued[t_list, q_list][:, safe],
                                          0).sum(axis=1)

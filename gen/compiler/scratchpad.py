@@ -23,7 +23,7 @@ import numpy as np
 from hw.layouts import row_entries
 
 __all__ = ["ScratchpadRows", "ArrayRows", "SharedRows", "row_lines", "row_codes", "group_rows",
-           "needs_rows", "separate_rounds", "load_plan"]
+           "load_bound", "needs_rows", "separate_rounds", "load_plan"]
 
 
 def separate_rounds(rounds):
@@ -199,6 +199,14 @@ def group_rows(rows, group, first, stop):
            firsts, loaded)
     rounds = np.where(loaded.any(axis=1), np.maximum(counts, 1), 0)
     return firsts, loaded, rounds
+
+
+def load_bound(rounds):
+    """Per bundle, the load-only bundles :func:`load_plan` gives it when no earlier
+    primitive carries a round of its (a bundle planned alone): all its rounds but the
+    last, which rides with its own primitive. Over any bundles, at least what
+    :func:`load_plan` gives them."""
+    return np.maximum(rounds - 1, 0)
 
 
 def load_plan(rows, group, first, stop, firsts, loaded, rounds):

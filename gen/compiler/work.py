@@ -13,6 +13,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..model.trace import TIMING
 from .tiling import task_slots
 
 __all__ = ["SlotTables", "PrimitiveWork", "primitive_work", "queue_timing"]
@@ -48,22 +49,37 @@ class SlotTables:
 
 class PrimitiveWork:
     """What :func:`primitive_work` returns, per primitive ``t`` and task tile ``q``
-    (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``)."""
+    (``elements``, ``nonzeros``) and per member ``m`` (the rest, ``(T, Q, M)``):
+    ``timing`` ``(T, Q, M, len(TIMING))`` holds the columns of
+    :data:`~gen.model.trace.TIMING`, each also an attribute (a view)."""
 
-    __slots__ = ("elements", "nonzeros", "issue", "last_issue", "lead_beats", "accept_span",
-                 "tail_lag", "pop_lag", "head_lag", "last_mac", "tail_cycles", "trailing_issue",
-                 "mac_elements", "issued", "effectual", "stationary")
+    __slots__ = ("elements", "nonzeros", "timing", "issued", "effectual", "stationary")
 
     def __init__(self, values):
         for name, value in zip(self.__slots__, values):
             setattr(self, name, value)
 
+    def rows(self, first, stop):
+        """The work of primitives ``first`` to ``stop`` (views)."""
+        return PrimitiveWork([getattr(self, name)[first:stop] for name in self.__slots__])
+
+
+# _primitive_work writes the columns in this order.
+assert tuple(TIMING) == ("issue", "last_issue", "lead_beats", "accept_span", "tail_lag",
+                         "pop_lag", "head_lag", "last_mac", "tail_cycles", "trailing_issue",
+                         "mac_elements"), TIMING
+for _column, _name in enumerate(TIMING):
+    setattr(PrimitiveWork, _name,
+            property(lambda self, column=_column: self.timing[:, :, :, column]))
+del _column, _name
+
 
 def primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, slots, *,
                    bp, dense, lanes, per_beat, issue_lead):
     """The :class:`PrimitiveWork` of primitives ``a_index`` (streamed rows) x ``b_index``
-    (stationary rows per member, -1: a placeholder) over the task tiles ``parts``;
-    ``issue_lead``: the PE's :func:`hw.pe.issue_lead`."""
+    (stationary rows per member, -1: a placeholder) over the task tiles ``parts``, BP
+    masked by the rows ``mask_index`` (per primitive and member); ``issue_lead``: the
+    PE's :func:`hw.pe.issue_lead`."""
     return PrimitiveWork(_primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index,
                                          parts, slots.operand, slots.target, slots.pointers,
                                          slots.start, slots.base, bp, dense, lanes, per_beat,
@@ -82,17 +98,14 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
     tiles = parts.shape[0]
     elements = np.zeros((prims, tiles), np.int64)
     nonzeros = np.zeros((prims, tiles), np.int64)
-    issue = np.zeros((prims, tiles, members), np.int64)
-    last_issue = np.zeros((prims, tiles, members), np.int64)
-    lead = np.zeros((prims, tiles, members), np.int64)
-    span = np.zeros((prims, tiles, members), np.int64)
-    tail_lag = np.full((prims, tiles, members), -1, np.int64)
-    pop_lag = np.full((prims, tiles, members), -1, np.int64)
-    head_lag = np.full((prims, tiles, members), -1, np.int64)
-    last_mac = np.zeros((prims, tiles, members), np.int64)
-    tail_cycles = np.zeros((prims, tiles, members), np.int64)
-    trailing_issue = np.zeros((prims, tiles, members), np.int64)
-    mac_elements = np.zeros((prims, tiles, members), np.int64)
+    # The timing columns, in TIMING's order (checked at import), written through views.
+    timing = np.zeros((prims, tiles, members, 11), np.int32)
+    timing[:, :, :, 4:7] = -1
+    issue, last_issue, lead, span = (timing[:, :, :, 0], timing[:, :, :, 1],
+                                     timing[:, :, :, 2], timing[:, :, :, 3])
+    tail_lag, pop_lag, head_lag = timing[:, :, :, 4], timing[:, :, :, 5], timing[:, :, :, 6]
+    last_mac, tail_cycles = timing[:, :, :, 7], timing[:, :, :, 8]
+    trailing_issue, mac_elements = timing[:, :, :, 9], timing[:, :, :, 10]
     element_cycles = np.zeros(a_rows.shape[1] + 1, np.int64)
     issued = np.zeros((prims, tiles, members), np.int64)
     effectual = np.zeros((prims, tiles, members), np.int64)
@@ -129,7 +142,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                     if a[a_lo + i]:
                         for slot in range(start + first, start + stop):
                             if b[b_lo + slot_operand[slot]] and \
-                                    (not bp or masks[mask_index[m], column + slot_target[slot]]):
+                                    (not bp or masks[mask_index[t, m], column + slot_target[slot]]):
                                 useful += 1
                     n = stop - first if dense else useful
                     last = (n + lanes - 1) // lanes
@@ -144,8 +157,7 @@ def _primitive_work(a_rows, b_rows, masks, a_index, b_index, mask_index, parts, 
                  head_lag[t, q, m], last_mac[t, q, m], tail_cycles[t, q, m],
                  trailing_issue[t, q, m]) = queue_timing(
                     element_cycles[:streamed], per_beat, issue_lead)
-    return (elements, nonzeros, issue, last_issue, lead, span, tail_lag, pop_lag, head_lag,
-            last_mac, tail_cycles, trailing_issue, mac_elements, issued, effectual, stationary)
+    return elements, nonzeros, timing, issued, effectual, stationary
 
 
 @numba.njit(cache=True)
@@ -214,25 +226,27 @@ def queue_timing(cycles, per_beat, issue_lead):
         if cycles[element] > 0:
             last_mac = cycles[element]
     tail_cycles = started[macs] - started[max(0, macs - issue_lead)]
-    trailing_issue = 0
-    after = 0       # issue cycles of the elements of beats j on
-    for j in range(beats - 1, -1, -1):
-        for element in range(j * per_beat, min((j + 1) * per_beat, count)):
-            after += cycles[element]
-        if after:
-            trailing_issue = max(trailing_issue, j + after)
+    # The PE alone, started idle, its beats offered back to back: the accept span
+    # and the end of the issue (beats that the full queue holds back delay the
+    # elements of every beat after them, which is what paced beats followed by
+    # dropped ones cost).
     queue = np.zeros(count + 1, np.int64)
     head = tail = current = 0
     cycle = beat = last_accept = 0
-    while beat < beats:
+    first_issue = -1
+    issue_stop = 0
+    while beat < beats or head < tail or current > 0:
         level = tail - head
         popped = level > 0 and current <= 1
         if current > 0:
             current -= 1
+            if first_issue < 0:
+                first_issue = cycle
+            issue_stop = cycle + 1
         if popped:
             current = queue[head]
             head += 1
-        if level < issue_lead:
+        if beat < beats and level < issue_lead:
             for element in range(beat * per_beat, min((beat + 1) * per_beat, count)):
                 if cycles[element] > 0:
                     queue[tail] = cycles[element]
@@ -240,5 +254,8 @@ def queue_timing(cycles, per_beat, issue_lead):
             last_accept = cycle
             beat += 1
         cycle += 1
+    # From the first beat's accept, less the latency of the first element with a MAC
+    # (accepted lead_beats cycles after the first beat).
+    trailing_issue = issue_stop - (first_issue - lead_beats) if first_issue >= 0 else 0
     return (lead_beats, last_accept, tail_lag, pop_lag, head_lag, last_mac, tail_cycles,
             trailing_issue)

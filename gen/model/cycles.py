@@ -96,8 +96,9 @@ def simulate(config, trace):
 def predict(config, traces, *, progress=False):
     """Model counters of a program: ``cycles``, ``busy_cycles``, ``stall_cycles``,
     ``issued_macs``, summed over the :class:`~gen.model.trace.Trace` s of its runs
-    (:meth:`gen.compiler.schedule.Schedule.traces`), as the top level counts them in
-    its compute state."""
+    (:meth:`gen.compiler.schedule.Schedule.traces`; without ``progress``, any iterable
+    of them, :meth:`~gen.compiler.schedule.Schedule.each_trace`), as the top level
+    counts them in its compute state."""
     totals = dict(cycles=0, busy_cycles=0, issued_macs=0)
     started = time.perf_counter()
     for number, trace in enumerate(traces, 1):

@@ -17,6 +17,8 @@ overlap with compute: ``total_cycles`` includes them.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import sys
 import time
 
@@ -61,11 +63,10 @@ def mode_result(config, maps, dense, table=None):
     """``(result, effectual_macs)`` of one layer phase (:class:`~gen.compiler.layer.LayerMaps`) in one
     mode from the cycle and energy models: the per-mode entry of :func:`estimate_network`."""
     schedule = schedule_layer(config, maps, dense=dense)
-    traces, effectual = schedule.traces(), schedule.effectual_macs
-    result = dict(cycles=0, busy_cycles=0, issued_macs=0, runs=len(traces), bundles=0,
+    result = dict(cycles=0, busy_cycles=0, issued_macs=0, runs=len(schedule.runs), bundles=0,
                   load_beats=0, output_beats=0, stationary_bits=0)
     events = {}
-    for trace in traces:
+    for trace in schedule.each_trace():
         predicted = simulate(config, trace)
         result["cycles"] += predicted.cycles
         result["busy_cycles"] += predicted.busy_cycles
@@ -77,10 +78,10 @@ def mode_result(config, maps, dense, table=None):
         add_events(events, count_events(config, trace))
     result["total_cycles"] = result["cycles"] + result["load_beats"] + result["output_beats"]
     result["energy_pj"] = energy_pj(config, events, table or EnergyTable())
-    return result, effectual
+    return result, schedule.effectual_macs
 
 
-def estimate_network(config, layers, operands, *, progress=False, table=None):
+def estimate_network(config, layers, operands, *, progress=False, table=None, jobs=1):
     """Every phase of every layer, in dense and sparse mode: a list of dicts.
 
     ``layers``: :class:`~gen.compiler.network.NetworkLayer` s; ``operands``: per layer
@@ -90,35 +91,99 @@ def estimate_network(config, layers, operands, *, progress=False, table=None):
     per mode (``dense``, ``sparse``) ``cycles``, ``busy_cycles``,
     ``issued_macs``, ``runs``, ``bundles``, ``load_beats``, ``output_beats``,
     ``stationary_bits`` (written into the stationary buffer), ``total_cycles`` and
-    ``energy_pj`` (per event kind and ``total``).
+    ``energy_pj`` (per event kind and ``total``). ``jobs`` processes model the layer
+    phases and modes at once (the results do not depend on it).
     """
     if not config.skipping:
         raise ValueError(f"config {config.name} is dense-only (skipping=False): it has no "
                          f"sparse mode to compare")
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise TypeError(f"jobs must be an int, not {jobs!r}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs!r}")
     missing = [layer.name for layer in layers if layer.name not in operands]
     if missing:
         raise ValueError(f"no operands for layer(s) {', '.join(missing)}")
     table = table or EnergyTable()
-    results = []
-    started = time.perf_counter()
-    for number, layer in enumerate(layers, 1):
+    entries, tasks = [], []
+    for number, layer in enumerate(layers):
         for phase in layer.phases:
             maps = phase_maps(layer, operands[layer.name], phase)
             entry = {"layer": layer.name, "phase": phase, "kind": layer.kind,
                      "x_source": layer.x_source}
-            for mode in MODES:
-                entry[mode], effectual = mode_result(config, maps, mode == "dense", table)
-            entry["dense_macs"] = entry["dense"]["issued_macs"]
-            entry["effectual_macs"] = effectual
             entry["densities"] = {name: float(getattr(maps, name).mean())
                                   for name in ("x", "dy", "mask")
                                   if getattr(maps, name) is not None}
-            results.append(entry)
-        if progress:
-            print(f"  [{number}/{len(layers)}] {layer.name}: "
-                  f"{', '.join(e['phase'] for e in results if e['layer'] == layer.name)} "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-    return results
+            entries.append(entry)
+            tasks += [(number, entry, mode, maps) for mode in MODES]
+    left = [len(layer.phases) * len(MODES) for layer in layers]
+    started = time.perf_counter()
+    done = 0
+
+    def finished(number, entry, mode, result):
+        nonlocal done
+        entry[mode], effectual = result
+        if mode == "dense":
+            entry["dense_macs"] = entry["dense"]["issued_macs"]
+        else:
+            entry["effectual_macs"] = effectual
+        left[number] -= 1
+        if not left[number]:
+            done += 1
+            if progress:
+                layer = layers[number]
+                print(f"  [{done}/{len(layers)}] {layer.name}: {', '.join(layer.phases)} "
+                      f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    if jobs == 1:
+        for number, entry, mode, maps in tasks:
+            finished(number, entry, mode, mode_result(config, maps, mode == "dense", table))
+        return [_in_order(entry) for entry in entries]
+    # The largest phases first, so that no process is left with a long one at the end.
+    tasks.sort(key=lambda task: -_modelling_cost(layers[task[0]], task[1]["phase"],
+                                                 config.pes))
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(mode_result, config, maps, mode == "dense", table):
+                   (number, entry, mode) for number, entry, mode, maps in tasks}
+        for future in concurrent.futures.as_completed(futures):
+            finished(*futures[future], future.result())
+    return [_in_order(entry) for entry in entries]
+
+
+def _in_order(entry):
+    keys = ("layer", "phase", "kind", "x_source", *MODES, "dense_macs", "effectual_macs",
+            "densities")
+    return {key: entry[key] for key in keys}
+
+
+def _modelling_cost(layer, phase, pes):
+    """A rough measure of the time a layer phase takes to model, to start the largest
+    first: its output rows (the compiler's work per row group) plus its MACs per PE
+    that works on them (the trace's bundles, which the first layers' WG,
+    on a few PEs, have most of). Only an order: the results do not depend on it."""
+    channels, height, members = {
+        "ff": (layer.out_channels, layer.output_hw[0], layer.out_channels),
+        "bp": (layer.in_channels, layer.input_hw[0], layer.in_channels),
+        "wg": (layer.out_channels * layer.in_channels, layer.kernel_hw[0], layer.in_channels),
+    }[phase]
+    macs = (layer.out_channels * layer.in_channels * np.prod(layer.kernel_hw)
+            * np.prod(layer.output_hw))
+    return channels * height + macs / min(members, pes)
+
+
+def _in_order(entry):
+    keys = ("layer", "phase", "kind", "x_source", *MODES, "dense_macs", "effectual_macs",
+            "densities")
+    return {key: entry[key] for key in keys}
+
+
+def _output_rows(layer, phase):
+    """Output rows of a layer phase per image: what its compile time grows with."""
+    channels, height = {"ff": (layer.out_channels, layer.output_hw[0]),
+                        "bp": (layer.in_channels, layer.input_hw[0]),
+                        "wg": (layer.out_channels * layer.in_channels, layer.kernel_hw[0])}[phase]
+    return channels * height
 
 
 def random_operands(layers, densities, *, batch=1, seed=0):

@@ -42,11 +42,12 @@ def _densities_of(captures):
 
 
 def build_report(config, models, *, p=0.9, steps=3, batch=1, seed=0, densities=None,
-                 progress=True, build=None):
+                 progress=True, build=None, jobs=1):
     """Measure ``models`` on ``config``; returns the report as a dict.
 
     ``build(name, seed=...)`` returns ``(model, (C, H, W))`` (default:
-    :func:`pruning.models.build_model`)."""
+    :func:`pruning.models.build_model`); ``jobs``: processes that model the layers
+    (:func:`~gen.model.network.estimate_network`)."""
     build = build or build_model
     storage = {name: {"kind": kind, "bits": bits}
                for name, (kind, bits) in on_chip_storage(config).items()}
@@ -77,7 +78,7 @@ def build_report(config, models, *, p=0.9, steps=3, batch=1, seed=0, densities=N
         if progress:
             print(f"{name}: cycle and energy model of {len(layers)} layers, dense and sparse "
                   f"({config.name} preset, {config.pes} PEs)", file=sys.stderr, flush=True)
-        results = estimate_network(config, layers, operands, progress=progress)
+        results = estimate_network(config, layers, operands, progress=progress, jobs=jobs)
         report["models"][name] = {
             **source, "layers": results, "summary": summarize(results),
             "seconds": {"capture": captured - started,

@@ -12,13 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Trace", "TIMING"]
+__all__ = ["Trace", "TIMING", "TIMING_NONE"]
 
 # Per bundle and PE timing columns of a trace (int32) and the value meaning "none".
 TIMING = {"issue": 0, "last_issue": 0, "lead_beats": 0, "accept_span": 0, "tail_lag": -1,
           "pop_lag": -1, "head_lag": -1, "last_mac": 0, "tail_cycles": 0,
           "trailing_issue": 0,
           "mac_elements": 0}
+#: The "none" values of :data:`TIMING`, in its order.
+TIMING_NONE = np.array(list(TIMING.values()), np.int32)
 
 
 @dataclass
@@ -47,9 +49,10 @@ class Trace:
         elements with a MAC (all of them, when fewer).
     trailing_issue : int32 (B, P)
         The earliest end of the primitive's issue in cycles after its first beat
-        is accepted, from its beats alone: beat ``k`` is accepted ``k`` cycles
-        after the first at the earliest, and its elements and those after
-        them issue only then (the latest of these over ``k``; 0: no MAC).
+        is accepted, less ``hw.pe.LATENCY``: the PE alone, started idle and
+        offered the beats back to back (beats that its element queue holds
+        back delay every later beat, and with them elements that the issue
+        stage would otherwise reach sooner; 0: no MAC).
     mac_elements : int32 (B, P)
         Streamed elements with a MAC for the PE (the others are dropped as
         they are accepted; only these wait in its element queue).
