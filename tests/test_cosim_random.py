@@ -121,11 +121,3 @@ def test_bad_arguments_are_refused_before_anything_runs(arguments, error, messag
     config = options.pop("config")
     with pytest.raises(error, match=message):
         run_random(config, progress=False, **options)
-
-
-def test_paced_beats_followed_by_dropped_ones_are_modelled():
-    # Seed 1, case 6 on two lanes (WG, an 11x5 kernel): beats that the full element
-    # queue holds back, then beats whose elements all drop; the issue stage then waits
-    # for the beats after them. Modelled from the beats alone, it came out 1.23% short.
-    results = run_random(PRESETS["dual"], seed=1, indices=[6], jobs=1, progress=False)
-    assert results[0].passed, results[0].error
