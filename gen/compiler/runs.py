@@ -28,7 +28,8 @@ import numpy as np
 from ..model.trace import TIMING, TIMING_NONE, Trace
 from .scratchpad import group_rows, load_bound, load_plan, needs_rows, row_codes
 
-__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING", "TIMING_NONE"]
+__all__ = ["Capacity", "pack_runs", "run_trace", "closes_piece", "load_entries", "TIMING",
+           "TIMING_NONE"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,12 @@ def closes_piece(group, stop):
     return bool(group.offset[stop - 1] != group.closing_offset)
 
 
+def _operand_needs(keys, beats):
+    """The streamed rows a part adds to a run, as the packer counts them: ``{row key:
+    0, ..., None: beats}``, their beats under a key no row has."""
+    return {**dict.fromkeys(keys, 0), None: beats}
+
+
 class _RunPacker:
     def __init__(self, capacity, rows):
         self.capacity = capacity
@@ -97,16 +104,27 @@ class _RunPacker:
 
     def _needs(self, group):
         """What a whole group adds to the run: ``(commands, stationary lines, mask keys,
-        {operand key: beats}, outputs, scratchpad placement after it)``."""
+        operands (:func:`_operand_needs`), outputs, scratchpad placement after it)``."""
         rows, lines = self.rows.copy(), set()
         loads = self._walk(group, 0, group.bundles, rows, lines)
         masks = {group.mask_key} - self.masks if group.mask_key is not None else set()
-        operands = {}
-        for key, beats in zip(group.operand_keys.tolist(), group.beats.tolist()):
-            if beats and key not in self.operands:
-                operands[key] = beats
-        return (group.bundles + loads, lines - self.stationary, masks, operands, group.out_len,
+        keys = set()
+        beats = int(self._new_operand_beats(group, 0, group.bundles, keys).sum())
+        return (group.bundles + loads, lines - self.stationary, masks,
+                _operand_needs(keys, beats), group.out_len,
                 rows)
+
+    def _new_operand_beats(self, group, first, stop, keys):
+        """Per bundle ``first..stop`` of ``group``, the operand-buffer beats its
+        streamed row adds to the run: its beats if the run does not hold the row yet and
+        no earlier bundle brought it (``keys``, updated: the rows brought so far)."""
+        added = np.zeros(stop - first, np.int64)
+        for number, (key, beats) in enumerate(zip(group.operand_keys[first:stop].tolist(),
+                                                  group.beats[first:stop].tolist())):
+            if beats and key not in self.operands and key not in keys:
+                keys.add(key)
+                added[number] = beats
+        return added
 
     def _fits(self, needs):
         commands, stationary, masks, operands, outputs, _ = needs
@@ -181,16 +199,13 @@ class _Piece:
 
     def needs(self):
         """What the piece adds to the run, as :meth:`_RunPacker._needs` gives it (its
-        load-only commands counted again over the whole piece: growing it counts an
-        upper bound, without the loads that ride with earlier primitives of the
-        piece)."""
-        self.loads = self.packer._walk(self.group, self.first, self.stop,
-                                       self.packer.rows.copy(), set())
+        load-only commands as :func:`load_plan` gives them over the whole piece: growing
+        it counted an upper bound, without the loads that ride with earlier primitives
+        of the piece)."""
         closing = closes_piece(self.group, self.stop)
-        operands = dict.fromkeys(self.operands, 0)
-        operands[None] = self.operand_beats     # the beats, under a key no row has
         return (self.stop - self.first + closing + self.loads, self.lines - self.packer.stationary,
-                self.mask, operands, self.group.out_len, self.rows)
+                self.mask, _operand_needs(self.operands, self.operand_beats), self.group.out_len,
+                self.rows)
 
     def grow(self):
         """Take bundles while the piece still fits the run, as taking them one at a time
@@ -212,13 +227,9 @@ class _Piece:
                     added[number] += 1
             lines_at = new_lines + np.cumsum(added)
             new_lines = int(lines_at[-1])
-            beats_at = np.zeros(end - start, np.int64)
-            for number, (key, count) in enumerate(zip(group.operand_keys[start:end].tolist(),
-                                                      group.beats[start:end].tolist())):
-                if count and key not in packer.operands and key not in operands:
-                    operands.add(key)
-                    beats += count
-                beats_at[number] = beats
+            beats_at = beats + np.cumsum(packer._new_operand_beats(group, start, end,
+                                                                   operands))
+            beats = int(beats_at[-1])
             loads_at = loads + np.cumsum(load_bound(rounds))
             loads = int(loads_at[-1])
             ends = np.arange(start + 1, end + 1)
@@ -234,16 +245,11 @@ class _Piece:
         self.stop = group.bundles if stop is None else stop
         if self.stop == self.first:
             return False
-        # The piece's own state: its bundles placed again, alone.
+        # The piece's own state: its bundles placed again, alone, its loads planned.
         self.rows = packer.rows.copy()
-        _, _, rounds = group_rows(self.rows, group, self.first, self.stop)
-        self.lines = set(load_entries(group, self.first, rounds))
-        self.loads = int(load_bound(rounds).sum())
-        for key, count in zip(group.operand_keys[self.first:self.stop].tolist(),
-                              group.beats[self.first:self.stop].tolist()):
-            if count and key not in packer.operands and key not in self.operands:
-                self.operands.add(key)
-                self.operand_beats += count
+        self.loads = packer._walk(group, self.first, self.stop, self.rows, self.lines)
+        self.operand_beats = int(packer._new_operand_beats(group, self.first, self.stop,
+                                                           self.operands).sum())
         return True
 
 
